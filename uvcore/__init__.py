@@ -1,0 +1,1 @@
+from ._uvcore import libuv_version
