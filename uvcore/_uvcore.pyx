@@ -1,7 +1,75 @@
-# cython: language_level=3
-# Temporary stub: replaced by the real loop core.
-cdef extern from "uv.h":
-    const char* uv_version_string()
+# cython: language_level=3, boundscheck=False, wraparound=True, cdivision=True
+"""uvcore's compiled core: one extension module, built from the rooms below.
+
+libuv is linked statically into this module. It has process-wide state (the
+signal pipe, the thread pool), so it must exist once per process: that is why
+the rooms are included into one module rather than built as several modules
+that would each carry their own copy of libuv.
+"""
+
+cimport cython
+from cpython.object cimport PyObject
+from cpython.mem cimport (PyMem_Malloc, PyMem_Realloc, PyMem_Free,
+                          PyMem_RawMalloc, PyMem_RawCalloc, PyMem_RawFree)
+from libc.math cimport ceil
+
+from .includes cimport uv
+from .includes.capi cimport (
+    PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit,
+    PyObject_Vectorcall, PY_VECTORCALL_ARGUMENTS_OFFSET, PySequence_Fast_ITEMS,
+    Py_INCREF, Py_DECREF, PyErr_CheckSignals,
+    uvc_loop_t, uvc_gil_ensure, uvc_gil_release, uvc_monotonic,
+)
+
+import errno as errno_mod
+import logging
+import os
+import socket
+import sys
+import threading
+import warnings
+import weakref
+
+from asyncio import coroutines, events, format_helpers, futures, tasks
+from asyncio import Future, Task
+
+try:
+    from asyncio.base_events import _format_handle
+except ImportError:      # pragma: no cover
+    _format_handle = repr
+
+from asyncio.constants import DEBUG_STACK_DEPTH as _DEBUG_STACK_DEPTH
+
+logger = logging.getLogger('asyncio')
+
+# Every open loop, so that a forked child can give each its own kernel state.
+_live_loops = weakref.WeakSet()
+
 
 def libuv_version():
-    return uv_version_string().decode()
+    """The version of the libuv that uvcore runs on, e.g. '1.50.0'."""
+    return uv.uv_version_string().decode()
+
+
+def uv_error(int err):
+    """An OSError (of the errno's own subclass) for a libuv error code."""
+    return OSError(-err, os.strerror(-err))
+
+
+def _after_fork_in_child():
+    for loop in list(_live_loops):
+        loop._after_fork_in_child()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+include "ready.pxi"
+include "timers.pxi"
+include "callbacks.pxi"
+include "handles/base.pxi"
+include "handles/poll.pxi"
+include "handles/signal.pxi"
+include "dns.pxi"
+include "loop.pxi"

@@ -1,0 +1,114 @@
+# uvcore developer tasks.
+#
+#   make / make build   virtualenv + build tools + libuv fetch + in-place build
+#   make test           the above + test requirements, then pytest ($(PYTEST_ARGS))
+#   make bench          the above + bench requirements, then benchmarks/run.py ($(BENCH_ARGS))
+#   make wheel / sdist  distributions into dist/
+#   make fetch          fetch and verify vendor/libuv only
+#   make clean          build artefacts (keeps .venv and vendor/libuv)
+#   make distclean      clean + .venv + vendor/libuv
+#
+# Everything runs in a private virtualenv ($(VENV)) made with $(PYTHON).
+# Each set-up step leaves a stamp in $(VENV)/.stamps so repeated runs redo
+# only what changed.  Requirements are read from pyproject.toml.
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# Extra arguments for "python -m build" (e.g. --no-isolation).
+BUILD_ARGS ?=
+
+# Debian packages needed to build or test, installed with apt-get when missing.
+DEBIAN_PACKAGES :=
+
+VPY := $(VENV)/bin/python
+PIP := $(VPY) -m pip --quiet --disable-pip-version-check --no-input
+STAMPS := $(VENV)/.stamps
+LIBUV_STAMP := vendor/libuv/.uvcore-source.json
+
+.DEFAULT_GOAL := build
+.PHONY: all build test bench wheel sdist fetch clean distclean
+
+# Prints one requirement per line: build-system requires ("build") or an
+# optional-dependencies extra ("test", "bench").
+define READ_REQUIREMENTS
+import sys
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    from pip._vendor import tomli as tomllib
+with open("pyproject.toml", "rb") as f:
+    data = tomllib.load(f)
+what = sys.argv[1]
+if what == "build":
+    reqs = data["build-system"]["requires"]
+else:
+    reqs = data["project"]["optional-dependencies"][what]
+print("\n".join(reqs))
+endef
+export READ_REQUIREMENTS
+
+all: build
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	@mkdir -p $(STAMPS)
+
+$(STAMPS)/debian: Makefile | $(VPY)
+	@missing=""; \
+	for pkg in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' "$$pkg" 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/%-reqs: pyproject.toml | $(VPY)
+	@mkdir -p $(STAMPS)
+	@$(VPY) -c "$$READ_REQUIREMENTS" $* > $@.txt
+	@echo "Installing $* requirements: $$(tr '\n' ' ' < $@.txt)"
+	$(PIP) install -r $@.txt
+	@touch $@
+
+$(STAMPS)/build-tool: | $(VPY)
+	@mkdir -p $(STAMPS)
+	$(PIP) install build
+	@touch $@
+
+$(LIBUV_STAMP): vendor/libuv.pin vendor/fetch_libuv.py | $(VPY)
+	$(VPY) vendor/fetch_libuv.py
+	@touch $@
+
+fetch: $(LIBUV_STAMP)
+
+build: $(STAMPS)/debian $(STAMPS)/build-reqs $(LIBUV_STAMP)
+	$(VPY) setup.py build_ext --inplace
+
+test: $(STAMPS)/debian $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMPS)/debian $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
+	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
+wheel: $(STAMPS)/debian $(STAMPS)/build-tool $(LIBUV_STAMP)
+	$(VPY) -m build --wheel --outdir dist $(BUILD_ARGS)
+
+sdist: $(STAMPS)/build-tool $(LIBUV_STAMP)
+	$(VPY) -m build --sdist --outdir dist $(BUILD_ARGS)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
+	find uvcore -name '*.so' -delete
+	@for pyx in $$(find uvcore -name '*.pyx'); do \
+	  base=$${pyx%.pyx}; rm -f "$$base.c" "$$base.h" "$${base}_api.h" "$$base.html"; \
+	done
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) vendor/libuv

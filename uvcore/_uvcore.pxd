@@ -1,0 +1,148 @@
+# Declarations of uvcore's extension types. The implementations live in the
+# .pxi rooms that _uvcore.pyx includes; this file lets each room use the others'
+# types regardless of the order they are included in.
+from cpython.object cimport PyObject
+from .includes cimport uv
+from .includes.capi cimport uvc_loop_t
+
+
+cdef struct ReadyRing:
+    PyObject** items
+    Py_ssize_t cap       # always a power of two
+    Py_ssize_t head
+    Py_ssize_t count
+
+
+cdef struct TimerEntry:
+    double when
+    unsigned long long seq
+    PyObject* handle     # owned reference to a TimerHandle
+
+
+cdef struct TimerHeap:
+    TimerEntry* items
+    Py_ssize_t size
+    Py_ssize_t cap
+    unsigned long long seq
+    Py_ssize_t cancelled   # entries in the heap whose handle is cancelled
+
+
+cdef class Handle:
+    cdef:
+        object cb
+        object a0
+        object a1
+        object a2
+        tuple extra           # all arguments, when there are more than three
+        Py_ssize_t nargs
+        object ctx
+        BaseLoop loop
+        bint is_cancelled
+        object tb             # source traceback (debug mode)
+        object repr_cache
+        object __weakref__
+
+    cdef int _call(self) except -1
+    cdef tuple _args_tuple(self)
+
+
+cdef class TimerHandle(Handle):
+    cdef:
+        double deadline
+        bint in_heap          # still referenced by the loop's timer heap
+
+
+cdef struct LoopHandles:
+    uv.uv_idle_t idle        # active while callbacks are ready: poll does not block
+    uv.uv_check_t check      # after poll: due timers, then the ready queue
+    uv.uv_prepare_t prepare  # before poll: arm the timer, let go of the GIL
+    uv.uv_timer_t timer      # armed for the earliest deadline
+    uv.uv_async_t wake       # call_soon_threadsafe wakes the loop
+
+
+cdef class BaseLoop:
+    cdef:
+        uv.uv_loop_t* uvloop
+        LoopHandles* h
+        ReadyRing ready
+        TimerHeap timers
+        double _armed_when
+        bint _closed
+        bint _stopping
+        bint _running
+        bint _idle_active
+        bint _debug
+        bint _forked
+        object _thread_id
+        object _raise_after_run     # a SystemExit/KeyboardInterrupt from a callback
+        readonly object _current_handle   # the handle being run, in debug mode
+        object _task_factory
+        dict _watchers              # fd -> FdWatcher (add_reader/add_writer)
+        list _dirty_watchers        # watches changed since the last poll
+        dict _signal_handlers       # signum -> SignalWatcher
+        object _wakeup              # SignalWakeup: Python signal handlers while asleep
+        set _work                   # WorkRequests in libuv's thread pool
+        object __weakref__
+        public double slow_callback_duration
+
+    cdef inline int _require_open(self) except -1
+    cdef int _require_loop_thread(self) except -1
+    cdef int _require_callable(self, object callback, str method) except -1
+    cdef Handle _make_handle(self, object callback, tuple args, object context)
+    cdef inline int _push_ready(self, Handle handle) except -1
+    cdef int _ensure_idle(self) except -1
+    cdef TimerHandle _schedule_timer(self, double when, object callback, tuple args, object context)
+    cdef int _timer_cancelled(self) except -1
+    cdef int _on_check(self) except -1
+    cdef int _before_poll(self) except -1
+    cdef int _run_ready(self, Py_ssize_t n) except -1
+    cdef int _run_debug(self, Handle h) except -1
+    cdef int _report_callback_error(self, Handle h, object exc) except -1
+    cdef int _compact_timers(self) except -1
+    cdef int _close_uv(self) except -1
+
+
+cdef class UVHandle:
+    # A libuv handle owned by a Python object. While the handle is open the
+    # object holds a reference to itself, so it cannot go while libuv points at
+    # it; uv_close's callback frees the memory and drops that reference.
+    cdef:
+        uv.uv_handle_t* handle
+        BaseLoop loop
+
+    cdef int _alloc(self, BaseLoop loop, size_t size) except -1
+    cdef int _init_failed(self, int err) except -1
+    cdef int _close(self) except -1
+
+
+cdef class FdWatcher(UVHandle):
+    cdef:
+        int fd
+        int mask
+        bint dirty
+        Handle reader
+        Handle writer
+
+    @staticmethod
+    cdef FdWatcher new(BaseLoop loop, int fd)
+    cdef int _update(self) except -1
+    cdef int _on_events(self, int status, int events) except -1
+    cdef int _verify_fd(self) except -1
+
+
+cdef class SignalWatcher(UVHandle):
+    cdef:
+        int signum
+        Handle callback
+
+    cdef int _fire(self) except -1
+
+
+cdef class _SignalWakeup(UVHandle):
+    cdef:
+        object rsock
+        object wsock
+        object old_fd
+        bint installed
+
+    cdef int _on_readable(self) except -1

@@ -1,0 +1,176 @@
+# Handle and TimerHandle: a callback, up to three positional arguments kept
+# inline, and the contextvars.Context it runs in. Calls go through vectorcall
+# with the arguments on the C stack; only a callback with more than three
+# arguments keeps a tuple.
+
+cdef object _NOARG = object()   # marks an absent inline argument
+
+
+@cython.freelist(256)
+cdef class Handle:
+    """An object returned by callback registration methods (asyncio.Handle)."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} objects are created by the "
+                        f"event loop, not directly")
+
+    cdef int _call(self) except -1:
+        # Runs the callback in its context; an exception propagates.
+        cdef PyObject* stack[4]
+        cdef PyObject* res
+        cdef Py_ssize_t n = self.nargs
+        cdef object ctx = self.ctx
+        cdef object cb = self.cb
+        PyContext_Enter(ctx)
+        if n <= 3:
+            stack[1] = <PyObject*>self.a0
+            stack[2] = <PyObject*>self.a1
+            stack[3] = <PyObject*>self.a2
+            res = PyObject_Vectorcall(<PyObject*>cb, &stack[1],
+                                      <size_t>n | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL)
+        else:
+            res = PyObject_Vectorcall(<PyObject*>cb,
+                                      PySequence_Fast_ITEMS(self.extra),
+                                      <size_t>n, NULL)
+        PyContext_Exit(ctx)
+        if res == NULL:
+            return -1      # the callback's exception is set
+        Py_DECREF(res)
+        return 0
+
+    cdef tuple _args_tuple(self):
+        if self.nargs == 0:
+            return ()
+        if self.nargs == 1:
+            return (self.a0,)
+        if self.nargs == 2:
+            return (self.a0, self.a1)
+        if self.nargs == 3:
+            return (self.a0, self.a1, self.a2)
+        return self.extra
+
+    @property
+    def _callback(self):
+        return self.cb
+
+    @property
+    def _args(self):
+        if self.cb is None and self.is_cancelled:
+            return None
+        return self._args_tuple()
+
+    @property
+    def _cancelled(self):
+        return self.is_cancelled
+
+    @property
+    def _loop(self):
+        return self.loop
+
+    @property
+    def _context(self):
+        return self.ctx
+
+    @property
+    def _source_traceback(self):
+        return self.tb
+
+    def get_context(self):
+        return self.ctx
+
+    def cancel(self):
+        if not self.is_cancelled:
+            self.is_cancelled = True
+            if self.loop is not None and self.loop._debug:
+                # Keep a representation for debugging before dropping the callback.
+                self.repr_cache = repr(self)
+            self.cb = None
+            self.a0 = self.a1 = self.a2 = None
+            self.extra = None
+
+    def cancelled(self):
+        return self.is_cancelled
+
+    def _run(self):
+        # asyncio.Handle._run: run now, report an exception to the loop.
+        try:
+            self._call()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.loop._report_callback_error(self, exc)
+
+    def _repr_info(self):
+        info = [type(self).__name__]
+        if self.is_cancelled:
+            info.append('cancelled')
+        if self.cb is not None:
+            info.append(_format_callback_source(self.cb, self._args_tuple()))
+        if self.tb:
+            frame = self.tb[-1]
+            info.append(f'created at {frame[0]}:{frame[1]}')
+        return info
+
+    def __repr__(self):
+        if self.repr_cache is not None:
+            return self.repr_cache
+        return '<{}>'.format(' '.join(self.repr_cache_info()))
+
+
+cdef class TimerHandle(Handle):
+    """An object returned by call_later() and call_at() (asyncio.TimerHandle)."""
+
+    def when(self):
+        return self.deadline
+
+    def cancel(self):
+        if not self.is_cancelled and self.in_heap and self.loop is not None:
+            self.loop._timer_cancelled()
+        Handle.cancel(self)
+
+    def _repr_info(self):
+        info = Handle._repr_info(self)
+        info.insert(2 if self.is_cancelled else 1, f'when={self.deadline}')
+        return info
+
+    @property
+    def _when(self):
+        return self.deadline
+
+    @property
+    def _scheduled(self):
+        return self.in_heap
+
+    def __hash__(self):
+        return hash(self.deadline)
+
+    def __richcmp__(self, other, int op):
+        if not isinstance(other, TimerHandle):
+            return NotImplemented
+        cdef double a = self.deadline
+        cdef double b = (<TimerHandle>other).deadline
+        if op == 0:
+            return a < b
+        if op == 1:
+            return a <= b or self._same(other)
+        if op == 4:
+            return a > b
+        if op == 5:
+            return a >= b or self._same(other)
+        if op == 2:
+            return self._same(other)
+        return not self._same(other)
+
+    def _same(self, TimerHandle other):
+        return (self.deadline == other.deadline and
+                self.cb == other.cb and
+                self._args_tuple() == other._args_tuple() and
+                self.is_cancelled == other.is_cancelled)
+
+
+cdef object _format_callback_source(object callback, tuple args):
+    try:
+        return format_helpers._format_callback_source(callback, args)
+    except TypeError:   # a newer signature
+        return format_helpers._format_callback_source(callback, args, debug=True)

@@ -1,0 +1,64 @@
+# The lifecycle shared by every libuv handle that a Python object owns.
+#
+# `handle` is non-NULL from a successful uv_*_init until _close(). _close()
+# hands the memory to libuv: the owner takes a reference to itself that the
+# close callback drops, after freeing the memory. An owner that is
+# deallocated with its handle still open (a loop dropped without close())
+# closes it with a callback that only frees the memory.
+
+cdef void _on_uvhandle_closed(uv.uv_handle_t* handle) noexcept nogil:
+    uvc_gil_ensure(handle.loop)
+    if handle.data != NULL:
+        with gil:
+            Py_DECREF(<PyObject*>handle.data)   # the reference taken in _close
+    PyMem_RawFree(handle)
+
+
+cdef void _close_stray(uv.uv_handle_t* handle, void* arg) noexcept nogil:
+    # uv_walk callback used while closing a loop: whatever is still open.
+    if uv.uv_is_closing(handle):
+        return
+    if handle.data != NULL:
+        with gil:
+            (<UVHandle>handle.data)._close()
+    else:
+        uv.uv_close(handle, _on_uvhandle_closed)
+
+
+@cython.no_gc_clear
+cdef class UVHandle:
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} objects are created by the "
+                        f"event loop, not directly")
+
+    cdef int _alloc(self, BaseLoop loop, size_t size) except -1:
+        self.handle = <uv.uv_handle_t*>PyMem_RawCalloc(1, size)
+        if self.handle == NULL:
+            raise MemoryError()
+        self.handle.data = <void*>self
+        self.loop = loop
+        return 0
+
+    cdef int _init_failed(self, int err) except -1:
+        PyMem_RawFree(self.handle)
+        self.handle = NULL
+        raise uv_error(err)
+
+    cdef int _close(self) except -1:
+        # Safe to call more than once.
+        cdef uv.uv_handle_t* h = self.handle
+        if h == NULL:
+            return 0
+        self.handle = NULL
+        h.data = <void*>self
+        Py_INCREF(<PyObject*>self)
+        uv.uv_close(h, _on_uvhandle_closed)
+        return 0
+
+    def __dealloc__(self):
+        cdef uv.uv_handle_t* h = self.handle
+        if h != NULL:
+            self.handle = NULL
+            h.data = NULL
+            uv.uv_close(h, _on_uvhandle_closed)

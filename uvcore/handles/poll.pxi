@@ -1,0 +1,181 @@
+# add_reader / add_writer: one uv_poll_t per watched fd, carrying the reader
+# and writer Handles. Readiness puts the Handle on the ready queue, as asyncio
+# does, so the callback runs in the same phase as every other callback.
+#
+# libuv registers fds with epoll lazily, in its poll phase, and aborts if epoll
+# refuses; so an fd whose watch changed since the last poll is checked just
+# before the poll (closed, or reused by a regular file: the watch is dropped,
+# as epoll drops a closed fd), and a change of events restarts the watch
+# (epoll ADD rather than MOD, which fails on an fd closed and reused).
+
+from libc.errno cimport errno, EBADF
+from posix.stat cimport struct_stat, fstat, S_ISREG, S_ISDIR
+
+
+cdef void _on_poll(uv.uv_poll_t* handle, int status, int events) noexcept nogil:
+    uvc_gil_ensure(handle.loop)
+    with gil:
+        (<FdWatcher>handle.data)._on_events(status, events)
+
+
+@cython.no_gc_clear
+cdef class FdWatcher(UVHandle):
+
+    @staticmethod
+    cdef FdWatcher new(BaseLoop loop, int fd):
+        cdef FdWatcher w = FdWatcher.__new__(FdWatcher)
+        cdef int err
+        w._alloc(loop, sizeof(uv.uv_poll_t))
+        err = uv.uv_poll_init(loop.uvloop, <uv.uv_poll_t*>w.handle, fd)
+        if err < 0:
+            w._init_failed(err)
+        w.fd = fd
+        return w
+
+    cdef int _update(self) except -1:
+        cdef int mask = 0
+        cdef int err
+        if self.reader is not None:
+            mask |= uv.UV_READABLE
+        if self.writer is not None:
+            mask |= uv.UV_WRITABLE
+        if mask == self.mask or self.handle == NULL:
+            return 0
+        if self.mask:
+            uv.uv_poll_stop(<uv.uv_poll_t*>self.handle)
+        self.mask = mask
+        if mask:
+            err = uv.uv_poll_start(<uv.uv_poll_t*>self.handle, mask, _on_poll)
+            if err < 0:
+                raise uv_error(err)
+            if not self.dirty:
+                self.dirty = True
+                self.loop._dirty_watchers.append(self)
+        return 0
+
+    cdef int _verify_fd(self) except -1:
+        # Called before the poll for a watch that changed since the last one.
+        cdef struct_stat st
+        self.dirty = False
+        if self.handle == NULL or not self.mask:
+            return 0
+        if fstat(self.fd, &st) == 0 and not S_ISREG(st.st_mode) \
+                and not S_ISDIR(st.st_mode):
+            return 0
+        # epoll would refuse this fd: stop watching it (its callbacks will not
+        # be called, as with asyncio's selector once an fd is closed).
+        uv.uv_poll_stop(<uv.uv_poll_t*>self.handle)
+        self.mask = 0
+        return 0
+
+    cdef int _on_events(self, int status, int events) except -1:
+        cdef BaseLoop loop = self.loop
+        if status < 0:
+            # An error on the fd: let both callbacks find it out.
+            events = uv.UV_READABLE | uv.UV_WRITABLE
+        if events & (uv.UV_READABLE | uv.UV_DISCONNECT) and self.reader is not None:
+            if not self.reader.is_cancelled:
+                loop._push_ready(self.reader)
+        if events & uv.UV_WRITABLE and self.writer is not None:
+            if not self.writer.is_cancelled:
+                loop._push_ready(self.writer)
+        return 0
+
+
+cdef int _fileobj_to_fd(object fileobj) except -1:
+    # selectors' rules: an int, or an object with fileno().
+    cdef int fd
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple args,
+                       bint writing):
+    cdef int fd
+    cdef FdWatcher w
+    cdef Handle h, old
+    loop._require_open()
+    fd = _fileobj_to_fd(fileobj)
+    h = loop._make_handle(callback, args, None)
+    w = loop._watchers.get(fd)
+    if w is None:
+        w = FdWatcher.new(loop, fd)
+        loop._watchers[fd] = w
+    if writing:
+        old = w.writer
+        w.writer = h
+    else:
+        old = w.reader
+        w.reader = h
+    if old is not None:
+        old.cancel()
+    try:
+        w._update()
+    except BaseException:
+        _remove_watch(loop, fileobj, writing)
+        raise
+    return h
+
+
+cdef bint _remove_watch(BaseLoop loop, object fileobj, bint writing) except -1:
+    cdef int fd
+    cdef FdWatcher w
+    cdef Handle old
+    fd = _fileobj_to_fd(fileobj)
+    if loop._closed:
+        return False
+    w = loop._watchers.get(fd)
+    if w is None:
+        return False
+    if writing:
+        old = w.writer
+        w.writer = None
+    else:
+        old = w.reader
+        w.reader = None
+    if w.reader is None and w.writer is None:
+        del loop._watchers[fd]
+        w._close()
+    else:
+        w._update()
+    if old is None:
+        return False
+    old.cancel()
+    return True
+
+
+cdef int _verify_dirty_watchers(BaseLoop loop) except -1:
+    cdef list dirty = loop._dirty_watchers
+    cdef FdWatcher w
+    if dirty:
+        loop._dirty_watchers = []
+        for w in dirty:
+            w._verify_fd()
+    return 0
+
+
+cdef int _close_watchers(BaseLoop loop) except -1:
+    cdef FdWatcher w
+    for w in loop._watchers.values():
+        if w.reader is not None:
+            w.reader.cancel()
+        if w.writer is not None:
+            w.writer.cancel()
+        w._close()
+    loop._watchers.clear()
+    loop._dirty_watchers = []
+    _close_signal_watchers(loop)
+    if loop._wakeup is not None:
+        (<_SignalWakeup>loop._wakeup)._close()
+        (<_SignalWakeup>loop._wakeup).rsock.close()
+        (<_SignalWakeup>loop._wakeup).wsock.close()
+        loop._wakeup = None
+    return 0

@@ -1,0 +1,182 @@
+# Declarations of the parts of libuv's API that uvcore uses (libuv 1.50).
+from libc.stdint cimport uint64_t, int64_t
+
+cdef extern from "uv.h" nogil:
+    ctypedef int uv_os_sock_t
+    ctypedef int uv_os_fd_t
+
+    ctypedef enum uv_run_mode:
+        UV_RUN_DEFAULT
+        UV_RUN_ONCE
+        UV_RUN_NOWAIT
+
+    ctypedef enum uv_handle_type:
+        UV_UNKNOWN_HANDLE
+        UV_TIMER
+        UV_POLL
+        UV_SIGNAL
+
+    ctypedef enum uv_poll_event:
+        UV_READABLE
+        UV_WRITABLE
+        UV_DISCONNECT
+        UV_PRIORITIZED
+
+    cdef int UV_EBADF
+    cdef int UV_EBUSY
+    cdef int UV_EINVAL
+    cdef int UV_ENOMEM
+    cdef int UV_EEXIST
+    cdef int UV_ECANCELED
+    cdef int UV_EAI_ADDRFAMILY
+    cdef int UV_EAI_AGAIN
+    cdef int UV_EAI_BADFLAGS
+    cdef int UV_EAI_BADHINTS
+    cdef int UV_EAI_CANCELED
+    cdef int UV_EAI_FAIL
+    cdef int UV_EAI_FAMILY
+    cdef int UV_EAI_MEMORY
+    cdef int UV_EAI_NODATA
+    cdef int UV_EAI_NONAME
+    cdef int UV_EAI_OVERFLOW
+    cdef int UV_EAI_PROTOCOL
+    cdef int UV_EAI_SERVICE
+    cdef int UV_EAI_SOCKTYPE
+
+    ctypedef struct uv_loop_t:
+        void* data
+
+    ctypedef struct uv_handle_t:
+        void* data
+        uv_loop_t* loop
+        uv_handle_type type
+
+    ctypedef struct uv_timer_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_idle_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_check_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_prepare_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_async_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_poll_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_signal_t:
+        void* data
+        uv_loop_t* loop
+        int signum
+
+    ctypedef struct uv_req_t:
+        void* data
+
+    ctypedef struct uv_work_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_getaddrinfo_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_getnameinfo_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef void (*uv_close_cb)(uv_handle_t* handle) noexcept
+    ctypedef void (*uv_timer_cb)(uv_timer_t* handle) noexcept
+    ctypedef void (*uv_idle_cb)(uv_idle_t* handle) noexcept
+    ctypedef void (*uv_check_cb)(uv_check_t* handle) noexcept
+    ctypedef void (*uv_prepare_cb)(uv_prepare_t* handle) noexcept
+    ctypedef void (*uv_async_cb)(uv_async_t* handle) noexcept
+    ctypedef void (*uv_poll_cb)(uv_poll_t* handle, int status, int events) noexcept
+    ctypedef void (*uv_signal_cb)(uv_signal_t* handle, int signum) noexcept
+    ctypedef void (*uv_work_cb)(uv_work_t* req) noexcept
+    ctypedef void (*uv_after_work_cb)(uv_work_t* req, int status) noexcept
+    ctypedef void (*uv_walk_cb)(uv_handle_t* handle, void* arg) noexcept
+
+    const char* uv_version_string()
+    unsigned int uv_version()
+    const char* uv_strerror(int err)
+    const char* uv_err_name(int err)
+    int uv_translate_sys_error(int sys_errno)
+
+    int uv_loop_init(uv_loop_t* loop)
+    int uv_loop_close(uv_loop_t* loop)
+    int uv_loop_alive(const uv_loop_t* loop)
+    int uv_loop_fork(uv_loop_t* loop)
+    int uv_run(uv_loop_t*, uv_run_mode mode)
+    void uv_stop(uv_loop_t*)
+    uint64_t uv_now(const uv_loop_t*)
+    void uv_update_time(uv_loop_t*)
+    uint64_t uv_hrtime()
+    int uv_backend_timeout(const uv_loop_t*)
+    void uv_walk(uv_loop_t* loop, uv_walk_cb walk_cb, void* arg)
+
+    void uv_close(uv_handle_t* handle, uv_close_cb close_cb)
+    int uv_is_closing(const uv_handle_t* handle)
+    int uv_is_active(const uv_handle_t* handle)
+    void uv_ref(uv_handle_t*)
+    void uv_unref(uv_handle_t*)
+
+    int uv_timer_init(uv_loop_t*, uv_timer_t* handle)
+    int uv_timer_start(uv_timer_t* handle, uv_timer_cb cb, uint64_t timeout, uint64_t repeat)
+    int uv_timer_stop(uv_timer_t* handle)
+
+    int uv_idle_init(uv_loop_t*, uv_idle_t* idle)
+    int uv_idle_start(uv_idle_t* idle, uv_idle_cb cb)
+    int uv_idle_stop(uv_idle_t* idle)
+
+    int uv_check_init(uv_loop_t*, uv_check_t* check)
+    int uv_check_start(uv_check_t* check, uv_check_cb cb)
+    int uv_check_stop(uv_check_t* check)
+
+    int uv_prepare_init(uv_loop_t*, uv_prepare_t* prepare)
+    int uv_prepare_start(uv_prepare_t* prepare, uv_prepare_cb cb)
+    int uv_prepare_stop(uv_prepare_t* prepare)
+
+    int uv_async_init(uv_loop_t*, uv_async_t* async_, uv_async_cb async_cb)
+    int uv_async_send(uv_async_t* async_)
+
+    int uv_poll_init(uv_loop_t* loop, uv_poll_t* handle, int fd)
+    int uv_poll_init_socket(uv_loop_t* loop, uv_poll_t* handle, uv_os_sock_t socket)
+    int uv_poll_start(uv_poll_t* handle, int events, uv_poll_cb cb)
+    int uv_poll_stop(uv_poll_t* handle)
+
+    int uv_signal_init(uv_loop_t* loop, uv_signal_t* handle)
+    int uv_signal_start(uv_signal_t* handle, uv_signal_cb signal_cb, int signum)
+    int uv_signal_stop(uv_signal_t* handle)
+
+    # DNS
+    struct addrinfo:
+        int ai_flags
+        int ai_family
+        int ai_socktype
+        int ai_protocol
+        size_t ai_addrlen
+        void* ai_addr
+        char* ai_canonname
+        addrinfo* ai_next
+
+    ctypedef void (*uv_getaddrinfo_cb)(uv_getaddrinfo_t* req, int status, addrinfo* res) noexcept
+    ctypedef void (*uv_getnameinfo_cb)(uv_getnameinfo_t* req, int status, const char* hostname, const char* service) noexcept
+
+    int uv_getaddrinfo(uv_loop_t* loop, uv_getaddrinfo_t* req, uv_getaddrinfo_cb getaddrinfo_cb,
+                       const char* node, const char* service, const addrinfo* hints)
+    void uv_freeaddrinfo(addrinfo* ai)
+    int uv_getnameinfo(uv_loop_t* loop, uv_getnameinfo_t* req, uv_getnameinfo_cb getnameinfo_cb,
+                       const void* addr, int flags)
+    int uv_cancel(uv_req_t* req)
+    int uv_queue_work(uv_loop_t* loop, uv_work_t* req, uv_work_cb work_cb, uv_after_work_cb after_work_cb)

@@ -1,0 +1,671 @@
+# The loop core: run/stop/close, call_soon and timers, the thread wake-up.
+#
+# One libuv iteration is one asyncio iteration:
+#   prepare: arm the single uv_timer for the earliest deadline; let go of the
+#            GIL if the poll is going to block (uv_backend_timeout != 0)
+#   poll:    I/O callbacks; the first one takes the GIL back
+#   check:   move due timers to the ready queue, then run the callbacks that
+#            were ready when the phase began, in FIFO order
+# An idle handle is active whenever callbacks are ready, so that poll does not
+# block. The check handle is always active: it keeps uv_run running until stop().
+
+cdef void _on_idle(uv.uv_idle_t* handle) noexcept nogil:
+    pass    # only keeps poll from blocking while callbacks are ready
+
+
+cdef void _on_timer(uv.uv_timer_t* handle) noexcept nogil:
+    pass    # only wakes poll: due timers are run in the check phase
+
+
+cdef void _on_wake(uv.uv_async_t* handle) noexcept nogil:
+    pass    # only wakes poll: call_soon_threadsafe queued the callback already
+
+
+cdef void _on_prepare(uv.uv_prepare_t* handle) noexcept nogil:
+    uvc_gil_ensure(handle.loop)
+    with gil:
+        (<BaseLoop>handle.data)._before_poll()
+    if uv.uv_backend_timeout(handle.loop) != 0:
+        uvc_gil_release(handle.loop)
+
+
+cdef void _on_check(uv.uv_check_t* handle) noexcept nogil:
+    uvc_gil_ensure(handle.loop)
+    with gil:
+        (<BaseLoop>handle.data)._on_check()
+
+
+cdef double _MAX_TIMER_DELAY = 86400.0 * 365 * 30
+
+
+cdef class BaseLoop:
+    """The libuv-driven core of uvcore.Loop."""
+
+    def __cinit__(self):
+        cdef int err
+        self.uvloop = <uv.uv_loop_t*>PyMem_RawCalloc(1, sizeof(uvc_loop_t))
+        if self.uvloop == NULL:
+            raise MemoryError()
+        err = uv.uv_loop_init(self.uvloop)
+        if err < 0:
+            PyMem_RawFree(self.uvloop)
+            self.uvloop = NULL
+            raise uv_error(err)
+        self.uvloop.data = <void*>self
+        self.h = <LoopHandles*>PyMem_RawCalloc(1, sizeof(LoopHandles))
+        if self.h == NULL:
+            raise MemoryError()
+        uv.uv_idle_init(self.uvloop, &self.h.idle)
+        uv.uv_check_init(self.uvloop, &self.h.check)
+        uv.uv_prepare_init(self.uvloop, &self.h.prepare)
+        uv.uv_timer_init(self.uvloop, &self.h.timer)
+        uv.uv_async_init(self.uvloop, &self.h.wake, _on_wake)
+        self.h.idle.data = self.h.check.data = self.h.prepare.data = <void*>self
+        self.h.timer.data = self.h.wake.data = <void*>self
+        uv.uv_unref(<uv.uv_handle_t*>&self.h.wake)
+        uv.uv_unref(<uv.uv_handle_t*>&self.h.timer)
+        uv.uv_unref(<uv.uv_handle_t*>&self.h.prepare)
+        uv.uv_check_start(&self.h.check, _on_check)
+        uv.uv_prepare_start(&self.h.prepare, _on_prepare)
+        ring_init(&self.ready, 64)
+        heap_init(&self.timers)
+        self._armed_when = -1.0
+        self.slow_callback_duration = 0.1
+        self._watchers = {}
+        self._dirty_watchers = []
+        self._signal_handlers = {}
+        self._work = set()
+        self._debug = coroutines._is_debug_mode()
+        _live_loops.add(self)
+
+    def __dealloc__(self):
+        if self.uvloop != NULL:
+            self._close_uv()
+        ring_free(&self.ready)
+        heap_free(&self.timers)
+
+    # -- state ---------------------------------------------------------------
+
+    cdef inline int _require_open(self) except -1:
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        return 0
+
+    cdef int _require_loop_thread(self) except -1:
+        if self._thread_id is None:
+            return 0
+        if threading.get_ident() != self._thread_id:
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other "
+                "than the current one")
+        return 0
+
+    cdef int _require_callable(self, object callback, str method) except -1:
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f'a callable object was expected by {method}(), '
+                            f'got {callback!r}')
+        return 0
+
+    def _check_closed(self):
+        self._require_open()
+
+    def _check_thread(self):
+        self._require_loop_thread()
+
+    def _check_callback(self, callback, method):
+        self._require_callable(callback, method)
+
+    def _check_running(self):
+        if self._running:
+            raise RuntimeError('This event loop is already running')
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                'Cannot run the event loop while another loop is running')
+
+    def is_running(self):
+        return self._running
+
+    def is_closed(self):
+        return self._closed
+
+    def get_debug(self):
+        return self._debug
+
+    def set_debug(self, enabled):
+        self._debug = bool(enabled)
+        if self._running:
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, self._debug)
+
+    def _set_coroutine_origin_tracking(self, bint enabled):
+        if enabled:
+            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(0)
+
+    @property
+    def _thread_id(self):
+        return self._thread_id
+
+    @property
+    def _closed(self):
+        return self._closed
+
+    @property
+    def _stopping(self):
+        return self._stopping
+
+    def time(self):
+        """time.monotonic(), at its full resolution."""
+        return uvc_monotonic()
+
+    # -- scheduling ----------------------------------------------------------
+
+    cdef Handle _make_handle(self, object callback, tuple args, object context):
+        cdef Handle h = Handle.__new__(Handle)
+        _fill_handle(h, self, callback, args, context)
+        if self._debug:
+            h.tb = _extract_stack()
+        return h
+
+    cdef inline int _push_ready(self, Handle handle) except -1:
+        ring_push(&self.ready, handle)
+        if not self._idle_active:
+            self._ensure_idle()
+        return 0
+
+    cdef int _ensure_idle(self) except -1:
+        if not self._idle_active and not self._closed:
+            uv.uv_idle_start(&self.h.idle, _on_idle)
+            self._idle_active = True
+        return 0
+
+    def call_soon(self, callback, a0=_NOARG, a1=_NOARG, a2=_NOARG, /, *rest,
+                  context=None):
+        """Arrange for callback(*args) to be called soon, in FIFO order."""
+        cdef Handle h
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._require_loop_thread()
+            self._require_callable(callback, 'call_soon')
+        h = Handle.__new__(Handle)
+        _fill_inline(h, self, callback, a0, a1, a2, rest, context)
+        if self._debug:
+            h.tb = _extract_stack()
+        ring_push(&self.ready, h)
+        if not self._idle_active:
+            self._ensure_idle()
+        return h
+
+    def call_soon_threadsafe(self, callback, a0=_NOARG, a1=_NOARG, a2=_NOARG,
+                             /, *rest, context=None):
+        """Like call_soon(), but may be called from any thread."""
+        cdef Handle h
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._require_callable(callback, 'call_soon_threadsafe')
+        h = Handle.__new__(Handle)
+        _fill_inline(h, self, callback, a0, a1, a2, rest, context)
+        if self._debug:
+            h.tb = _extract_stack()
+        # The GIL serialises this push with the loop thread's own use of the
+        # queue; the wake-up makes a sleeping poll return.
+        ring_push(&self.ready, h)
+        uv.uv_async_send(&self.h.wake)
+        return h
+
+    def _write_to_self(self):
+        # asyncio's name for "wake the loop up"; some libraries call it.
+        if not self._closed:
+            uv.uv_async_send(&self.h.wake)
+
+    cdef TimerHandle _schedule_timer(self, double when, object callback,
+                                     tuple args, object context):
+        cdef TimerHandle th = TimerHandle.__new__(TimerHandle)
+        _fill_handle(th, self, callback, args, context)
+        th.deadline = when
+        heap_push(&self.timers, when, th)
+        th.in_heap = True
+        return th
+
+    def call_later(self, delay, callback, a0=_NOARG, a1=_NOARG, a2=_NOARG, /,
+                   *rest, context=None):
+        """Arrange for callback(*args) to be called `delay` seconds from now."""
+        cdef TimerHandle th
+        cdef double when
+        if delay is None:
+            raise TypeError('delay must not be None')
+        when = uvc_monotonic() + delay
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._require_loop_thread()
+            self._require_callable(callback, 'call_later')
+        th = TimerHandle.__new__(TimerHandle)
+        _fill_inline(th, self, callback, a0, a1, a2, rest, context)
+        th.deadline = when
+        if self._debug:
+            th.tb = _extract_stack()
+        heap_push(&self.timers, when, th)
+        th.in_heap = True
+        return th
+
+    def call_at(self, when, callback, a0=_NOARG, a1=_NOARG, a2=_NOARG, /,
+                *rest, context=None):
+        """Like call_later(), with an absolute time on the loop's clock."""
+        cdef TimerHandle th
+        cdef double deadline
+        if when is None:
+            raise TypeError('when cannot be None')
+        deadline = when
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        if self._debug:
+            self._require_loop_thread()
+            self._require_callable(callback, 'call_at')
+        th = TimerHandle.__new__(TimerHandle)
+        _fill_inline(th, self, callback, a0, a1, a2, rest, context)
+        th.deadline = deadline
+        if self._debug:
+            th.tb = _extract_stack()
+        heap_push(&self.timers, deadline, th)
+        th.in_heap = True
+        return th
+
+    cdef int _timer_cancelled(self) except -1:
+        self.timers.cancelled += 1
+        return 0
+
+    def _timer_handle_cancelled(self, handle):
+        # asyncio's hook, called by asyncio.TimerHandle.cancel(); uvcore's own
+        # TimerHandle calls _timer_cancelled() directly.
+        pass
+
+    cdef int _compact_timers(self) except -1:
+        # Rebuild the heap without its cancelled entries: O(n), done only when
+        # they are the majority, so each cancel costs O(1) amortised.
+        cdef TimerHeap* t = &self.timers
+        cdef Py_ssize_t i, j = 0
+        cdef TimerHandle th
+        for i in range(t.size):
+            th = <TimerHandle>t.items[i].handle
+            if th.is_cancelled:
+                th.in_heap = False
+                Py_DECREF(t.items[i].handle)
+            else:
+                t.items[j] = t.items[i]
+                j += 1
+        t.size = j
+        t.cancelled = 0
+        i = j // 2 - 1
+        while i >= 0:
+            _sift_down(t, i)
+            i -= 1
+        return 0
+
+    # -- one iteration -------------------------------------------------------
+
+    cdef int _before_poll(self) except -1:
+        cdef TimerHeap* t = &self.timers
+        cdef TimerHandle th
+        cdef PyObject* p
+        cdef double delay
+        cdef unsigned long long ms
+        if self._dirty_watchers:
+            _verify_dirty_watchers(self)
+        if t.cancelled > 32 and t.cancelled * 2 > t.size:
+            self._compact_timers()
+        while t.size:
+            th = <TimerHandle>t.items[0].handle
+            if not th.is_cancelled:
+                break
+            p = heap_pop(t)
+            th.in_heap = False
+            t.cancelled -= 1
+            Py_DECREF(p)
+        if t.size == 0:
+            if self._armed_when >= 0:
+                uv.uv_timer_stop(&self.h.timer)
+                self._armed_when = -1.0
+            return 0
+        if t.items[0].when != self._armed_when or \
+                not uv.uv_is_active(<uv.uv_handle_t*>&self.h.timer):
+            delay = t.items[0].when - uvc_monotonic()
+            if delay <= 0:
+                ms = 0
+            elif delay < _MAX_TIMER_DELAY:
+                ms = <unsigned long long>ceil(delay * 1000.0)
+            else:
+                ms = <unsigned long long>(_MAX_TIMER_DELAY * 1000.0)
+            uv.uv_timer_start(&self.h.timer, _on_timer, ms, 0)
+            self._armed_when = t.items[0].when
+        return 0
+
+    cdef int _on_check(self) except -1:
+        cdef TimerHeap* t = &self.timers
+        cdef TimerHandle th
+        cdef PyObject* p
+        cdef double now
+        if self._raise_after_run is not None:
+            return 0     # a signal handler raised during the poll: leave now
+        if t.size:
+            now = uvc_monotonic()
+            while t.size and t.items[0].when <= now:
+                p = heap_pop(t)
+                th = <TimerHandle>p
+                Py_DECREF(p)
+                th.in_heap = False
+                if th.is_cancelled:
+                    t.cancelled -= 1
+                else:
+                    ring_push(&self.ready, th)
+        if self.ready.count:
+            self._run_ready(self.ready.count)
+        if self._stopping or self._raise_after_run is not None:
+            uv.uv_stop(self.uvloop)
+        elif self.ready.count:
+            self._ensure_idle()
+        elif self._idle_active:
+            uv.uv_idle_stop(&self.h.idle)
+            self._idle_active = False
+        return 0
+
+    cdef int _run_ready(self, Py_ssize_t n) except -1:
+        cdef Handle h
+        cdef PyObject* p
+        while n > 0 and self.ready.count:
+            n -= 1
+            p = ring_pop(&self.ready)
+            h = <Handle>p
+            Py_DECREF(p)
+            if h.is_cancelled:
+                continue
+            if self._debug:
+                self._run_debug(h)
+            else:
+                try:
+                    h._call()
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    self._raise_after_run = exc
+                except BaseException as exc:
+                    self._report_callback_error(h, exc)
+            if self._raise_after_run is not None:
+                return 0
+        return 0
+
+    cdef int _run_debug(self, Handle h) except -1:
+        cdef double t0 = uvc_monotonic()
+        cdef double dt
+        self._current_handle = h
+        try:
+            h._call()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            self._raise_after_run = exc
+        except BaseException as exc:
+            self._report_callback_error(h, exc)
+        finally:
+            self._current_handle = None
+        dt = uvc_monotonic() - t0
+        if dt >= self.slow_callback_duration:
+            logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
+        return 0
+
+    cdef int _report_callback_error(self, Handle h, object exc) except -1:
+        cb = _format_callback_source(h.cb, h._args_tuple())
+        context = {'message': f'Exception in callback {cb}',
+                   'exception': exc, 'handle': h}
+        if h.tb:
+            context['source_traceback'] = h.tb
+        self.call_exception_handler(context)
+        return 0
+
+    # -- run / stop / close --------------------------------------------------
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._require_open()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            self._running = True
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+            events._set_running_loop(self)
+            self._run()
+        finally:
+            self._running = False
+            self._stopping = False
+            self._thread_id = None
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+
+    def _run(self):
+        cdef object exc
+        wakeup = _SignalWakeup.install(self)
+        try:
+            if self._stopping or self.ready.count:
+                self._ensure_idle()
+            uv.uv_run(self.uvloop, uv.UV_RUN_DEFAULT)
+            uvc_gil_ensure(self.uvloop)
+        finally:
+            if wakeup is not None:
+                wakeup.uninstall()
+        exc = self._raise_after_run
+        if exc is not None:
+            self._raise_after_run = None
+            raise exc
+
+    def run_until_complete(self, future):
+        """Run until the future (or coroutine) is done; return its result."""
+        self._require_open()
+        self._check_running()
+        new_task = not futures.isfuture(future)
+        future = tasks.ensure_future(future, loop=self)
+        if new_task:
+            # The caller cannot see the task: don't log "destroy pending task".
+            future._log_destroy_pending = False
+        future.add_done_callback(_stop_loop_of)
+        try:
+            self.run_forever()
+        except:
+            if new_task and future.done() and not future.cancelled():
+                future.exception()    # consumed: it is raised here
+            raise
+        finally:
+            future.remove_done_callback(_stop_loop_of)
+        if not future.done():
+            raise RuntimeError('Event loop stopped before Future completed.')
+        return future.result()
+
+    def stop(self):
+        """Stop after the callbacks that are ready now have run."""
+        self._stopping = True
+        if not self._closed and (self._thread_id is None or
+                                 self._thread_id == threading.get_ident()):
+            self._ensure_idle()
+
+    def close(self):
+        """Close the loop: drop pending callbacks, release every libuv handle."""
+        if self._running:
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        if self._debug:
+            logger.debug("Close %r", self)
+        self._closed = True
+        ring_clear(&self.ready)
+        self._drop_timers()
+        self._shutdown_executor_nowait()
+        self._close_uv()
+
+    def _drop_timers(self):
+        cdef Py_ssize_t i
+        for i in range(self.timers.size):
+            (<TimerHandle>self.timers.items[i].handle).in_heap = False
+        heap_clear(&self.timers)
+
+    cdef int _close_uv(self) except -1:
+        # Every handle goes through uv_close and its close callback before the
+        # memory goes; the loop is freed only when libuv reports it idle.
+        cdef uv.uv_loop_t* loop = self.uvloop
+        if loop == NULL:
+            return 0
+        _close_watchers(self)
+        _wait_for_work(self)
+        uv.uv_close(<uv.uv_handle_t*>&self.h.idle, NULL)
+        uv.uv_close(<uv.uv_handle_t*>&self.h.check, NULL)
+        uv.uv_close(<uv.uv_handle_t*>&self.h.prepare, NULL)
+        uv.uv_close(<uv.uv_handle_t*>&self.h.timer, NULL)
+        uv.uv_close(<uv.uv_handle_t*>&self.h.wake, NULL)
+        self._idle_active = False
+        uv.uv_run(loop, uv.UV_RUN_NOWAIT)
+        while uv.uv_loop_close(loop) == uv.UV_EBUSY:
+            uv.uv_walk(loop, _close_stray, NULL)
+            uv.uv_run(loop, uv.UV_RUN_NOWAIT)
+        PyMem_RawFree(self.h)
+        self.h = NULL
+        PyMem_RawFree(loop)
+        self.uvloop = NULL
+        return 0
+
+    def _after_fork_in_child(self):
+        # The child shares the parent's epoll set and wake-up fds: give it its
+        # own, so nothing it does (closing the loop included) touches the parent's.
+        if self.uvloop != NULL and not self._closed:
+            self._forked = True
+            uv.uv_loop_fork(self.uvloop)
+
+    # -- file descriptors, signals, DNS --------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable."""
+        _add_watch(self, fd, callback, args, False)
+
+    def remove_reader(self, fd):
+        """Stop watching fd for reading; True if it was watched."""
+        return _remove_watch(self, fd, False)
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable."""
+        _add_watch(self, fd, callback, args, True)
+
+    def remove_writer(self, fd):
+        """Stop watching fd for writing; True if it was watched."""
+        return _remove_watch(self, fd, True)
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Call callback(*args) from the loop when signal sig arrives."""
+        _add_signal_handler(self, sig, callback, args)
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler for sig; True if there was one."""
+        return _remove_signal_handler(self, sig)
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        return await _getaddrinfo(self, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        return await _getnameinfo(self, sockaddr, flags)
+
+    # -- futures and tasks ---------------------------------------------------
+
+    def create_future(self):
+        """A Future attached to this loop."""
+        return Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None, **kwargs):
+        """Schedule the execution of a coroutine; return its Task."""
+        self._require_open()
+        if self._task_factory is None:
+            if context is None:
+                task = Task(coro, loop=self, name=name, **kwargs)
+            else:
+                task = Task(coro, loop=self, name=name, context=context, **kwargs)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+        else:
+            if context is None:
+                task = self._task_factory(self, coro, **kwargs)
+            else:
+                task = self._task_factory(self, coro, context=context, **kwargs)
+            if name is not None:
+                task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError('task factory must be a callable or None')
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    def __repr__(self):
+        return (f'<{type(self).__name__} running={self.is_running()} '
+                f'closed={self.is_closed()} debug={self.get_debug()}>')
+
+
+cdef inline int _fill_handle(Handle h, BaseLoop loop, object callback, tuple args,
+                             object context) except -1:
+    cdef Py_ssize_t n = len(args)
+    h.cb = callback
+    h.loop = loop
+    h.nargs = n
+    if n > 3:
+        h.extra = args
+    else:
+        if n > 0:
+            h.a0 = args[0]
+        if n > 1:
+            h.a1 = args[1]
+        if n > 2:
+            h.a2 = args[2]
+    h.ctx = context if context is not None else PyContext_CopyCurrent()
+    return 0
+
+
+cdef inline int _fill_inline(Handle h, BaseLoop loop, object callback, object a0,
+                             object a1, object a2, tuple rest,
+                             object context) except -1:
+    h.cb = callback
+    h.loop = loop
+    if a0 is _NOARG:
+        h.nargs = 0
+    elif a1 is _NOARG:
+        h.a0 = a0
+        h.nargs = 1
+    elif a2 is _NOARG:
+        h.a0 = a0
+        h.a1 = a1
+        h.nargs = 2
+    elif not rest:
+        h.a0 = a0
+        h.a1 = a1
+        h.a2 = a2
+        h.nargs = 3
+    else:
+        h.extra = (a0, a1, a2) + rest
+        h.nargs = len(h.extra)
+    h.ctx = context if context is not None else PyContext_CopyCurrent()
+    return 0
+
+
+def _stop_loop_of(fut):
+    # run_until_complete's done-callback.
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            return   # run_forever raises it; stopping here would swallow it
+    futures._get_loop(fut).stop()
+
+
+cdef object _extract_stack():
+    # The frames of the Python code that called into the loop (Cython
+    # functions have no frames of their own).
+    return format_helpers.extract_stack(sys._getframe(0))

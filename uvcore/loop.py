@@ -1,0 +1,24 @@
+"""uvcore.Loop: the compiled core plus the parts of asyncio's contract that are
+not on a hot path."""
+
+import asyncio
+import warnings
+
+from ._uvcore import BaseLoop
+from .asyncgens import AsyncgenMixin
+from .exception_handler import ExceptionHandlerMixin
+from .executors import ExecutorMixin
+
+
+class Loop(BaseLoop, ExecutorMixin, AsyncgenMixin, ExceptionHandlerMixin,
+           asyncio.AbstractEventLoop):
+    """An asyncio event loop running on libuv."""
+
+    def __init__(self):
+        self._init_asyncgens()
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
