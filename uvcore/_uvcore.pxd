@@ -92,7 +92,6 @@ cdef class BaseLoop:
     cdef inline int _push_ready(self, Handle handle) except -1
     cdef int _ensure_idle(self) except -1
     cdef TimerHandle _schedule_timer(self, double when, object callback, tuple args, object context)
-    cdef int _timer_cancelled(self) except -1
     cdef int _on_check(self) except -1
     cdef int _before_poll(self) except -1
     cdef int _run_ready(self, Py_ssize_t n) except -1

@@ -80,14 +80,7 @@ cdef class Handle:
         return self.ctx
 
     def cancel(self):
-        if not self.is_cancelled:
-            self.is_cancelled = True
-            if self.loop is not None and self.loop._debug:
-                # Keep a representation for debugging before dropping the callback.
-                self.repr_cache = repr(self)
-            self.cb = None
-            self.a0 = self.a1 = self.a2 = None
-            self.extra = None
+        _cancel_handle(self)
 
     def cancelled(self):
         return self.is_cancelled
@@ -125,9 +118,15 @@ cdef class TimerHandle(Handle):
         return self.deadline
 
     def cancel(self):
-        if not self.is_cancelled and self.in_heap and self.loop is not None:
-            self.loop._timer_cancelled()
-        Handle.cancel(self)
+        cdef BaseLoop loop = self.loop
+        if not self.is_cancelled and self.in_heap:
+            loop.timers.cancelled += 1
+            _cancel_handle(self)
+            if loop.timers.cancelled > 256 and \
+                    loop.timers.cancelled * 2 > loop.timers.size:
+                loop._compact_timers()
+        else:
+            _cancel_handle(self)
 
     def _repr_info(self):
         info = Handle._repr_info(self)
@@ -167,6 +166,19 @@ cdef class TimerHandle(Handle):
                 self.cb == other.cb and
                 self._args_tuple() == other._args_tuple() and
                 self.is_cancelled == other.is_cancelled)
+
+
+cdef inline int _cancel_handle(Handle h) except -1:
+    if h.is_cancelled:
+        return 0
+    h.is_cancelled = True
+    if h.loop is not None and h.loop._debug:
+        # Keep a representation for debugging before dropping the callback.
+        h.repr_cache = repr(h)
+    h.cb = None
+    h.a0 = h.a1 = h.a2 = None
+    h.extra = None
+    return 0
 
 
 cdef object _format_callback_source(object callback, tuple args):

@@ -236,9 +236,12 @@ cdef class BaseLoop:
         """Arrange for callback(*args) to be called `delay` seconds from now."""
         cdef TimerHandle th
         cdef double when
-        if delay is None:
+        if type(delay) is float:
+            when = uvc_monotonic() + <double>delay
+        elif delay is None:
             raise TypeError('delay must not be None')
-        when = uvc_monotonic() + delay
+        else:
+            when = uvc_monotonic() + delay
         if self._closed:
             raise RuntimeError('Event loop is closed')
         if self._debug:
@@ -275,35 +278,42 @@ cdef class BaseLoop:
         th.in_heap = True
         return th
 
-    cdef int _timer_cancelled(self) except -1:
-        self.timers.cancelled += 1
-        return 0
-
     def _timer_handle_cancelled(self, handle):
         # asyncio's hook, called by asyncio.TimerHandle.cancel(); uvcore's own
-        # TimerHandle calls _timer_cancelled() directly.
+        # TimerHandle counts its cancellation in the heap itself.
         pass
 
     cdef int _compact_timers(self) except -1:
         # Rebuild the heap without its cancelled entries: O(n), done only when
-        # they are the majority, so each cancel costs O(1) amortised.
+        # they are the majority, so each cancel costs O(1) amortised. The
+        # dropped references are released after the heap is whole again, since
+        # releasing one may run code that schedules a timer.
         cdef TimerHeap* t = &self.timers
-        cdef Py_ssize_t i, j = 0
+        cdef Py_ssize_t i, j = 0, ndrop = 0
         cdef TimerHandle th
+        cdef PyObject** drop = <PyObject**>PyMem_Malloc(
+            (t.cancelled + 1) * sizeof(PyObject*))
+        if drop == NULL:
+            raise MemoryError()
         for i in range(t.size):
             th = <TimerHandle>t.items[i].handle
-            if th.is_cancelled:
+            if th.is_cancelled and ndrop <= t.cancelled:
                 th.in_heap = False
-                Py_DECREF(t.items[i].handle)
+                drop[ndrop] = t.items[i].handle
+                ndrop += 1
             else:
                 t.items[j] = t.items[i]
                 j += 1
+        th = None
         t.size = j
         t.cancelled = 0
         i = j // 2 - 1
         while i >= 0:
             _sift_down(t, i)
             i -= 1
+        for i in range(ndrop):
+            Py_DECREF(drop[i])
+        PyMem_Free(drop)
         return 0
 
     # -- one iteration -------------------------------------------------------
