@@ -28,7 +28,7 @@ STAMPS := $(VENV)/.stamps
 LIBUV_STAMP := vendor/libuv/.uvcore-source.json
 
 .DEFAULT_GOAL := build
-.PHONY: all build test bench wheel sdist fetch clean distclean
+.PHONY: all build test bench wheel sdist fetch clean distclean debian-packages
 
 # Prints one requirement per line: build-system requires ("build") or an
 # optional-dependencies extra ("test", "bench").
@@ -55,7 +55,9 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 	@mkdir -p $(STAMPS)
 
-$(STAMPS)/debian: Makefile | $(VPY)
+# Checked on every run (cheap: one dpkg-query per package); apt-get runs only
+# when something is missing, with a single "apt-get update" first.
+debian-packages:
 	@missing=""; \
 	for pkg in $(DEBIAN_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}\n' "$$pkg" 2>/dev/null | grep -q 'install ok installed' \
@@ -67,7 +69,6 @@ $(STAMPS)/debian: Makefile | $(VPY)
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/%-reqs: pyproject.toml | $(VPY)
 	@mkdir -p $(STAMPS)
@@ -87,16 +88,24 @@ $(LIBUV_STAMP): vendor/libuv.pin vendor/fetch_libuv.py | $(VPY)
 
 fetch: $(LIBUV_STAMP)
 
-build: $(STAMPS)/debian $(STAMPS)/build-reqs $(LIBUV_STAMP)
+build: debian-packages $(STAMPS)/build-reqs $(LIBUV_STAMP)
 	$(VPY) setup.py build_ext --inplace
 
-test: $(STAMPS)/debian $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
-	$(VPY) -m pytest $(PYTEST_ARGS)
+# pytest writes its JUnit report only when its session finishes: a missing
+# report means the process was ended early (e.g. by a test that exits the
+# interpreter), which must not pass for success even with exit status 0.
+PYTEST_REPORT := $(STAMPS)/pytest-report.xml
 
-bench: $(STAMPS)/debian $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
+test: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
+	@rm -f $(PYTEST_REPORT)
+	$(VPY) -m pytest --junit-xml=$(PYTEST_REPORT) $(PYTEST_ARGS)
+	@test -s $(PYTEST_REPORT) || { printf '\n%s\n' "make test: pytest ended before finishing its session\
+	  (no $(PYTEST_REPORT)): a test probably ended the process; failing." >&2; exit 1; }
+
+bench: debian-packages $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
 
-wheel: $(STAMPS)/debian $(STAMPS)/build-tool $(LIBUV_STAMP)
+wheel: debian-packages $(STAMPS)/build-tool $(LIBUV_STAMP)
 	$(VPY) -m build --wheel --outdir dist $(BUILD_ARGS)
 
 sdist: $(STAMPS)/build-tool $(LIBUV_STAMP)

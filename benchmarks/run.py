@@ -62,10 +62,13 @@ LABELS = {
 
 # A sample is "disturbed" when other processes used more than this fraction
 # of a CPU, on the CPUs the child may run on, beyond the CPUs the child itself
-# could use.  Disturbed samples are re-measured (up to MAX_RETRIES times) and
-# the least disturbed attempt is kept.
+# could use.  A disturbed sample is re-measured at once (up to MAX_RETRIES
+# times) and the least disturbed attempt is kept.  If it is still disturbed it
+# is flagged; the statistics then use only clean samples (when there are
+# enough, see _use_clean), and the runner adds up to --extra-rounds rounds
+# for workloads that are short of clean samples.
 DISTURBED = 0.05
-MAX_RETRIES = 2
+MAX_RETRIES = 1
 
 
 # ---------------------------------------------------------------------------
@@ -392,10 +395,35 @@ def _median(xs):
     return statistics.median(xs) if xs else None
 
 
+def _use_clean(ss, want):
+    """The samples to base statistics on: the undisturbed ones if there are at
+    least min(want, 3) of them (or all samples are clean), else all."""
+    clean = [s for s in ss if not s.get("disturbed")]
+    if clean and (len(clean) == len(ss) or len(clean) >= min(want, 3)):
+        return clean, False
+    return ss, bool(ss) and len(clean) < len(ss)
+
+
+def short_of_clean(samples, loops, workloads, want):
+    """Workloads for which some loop has fewer than `want` clean samples
+    (pairs that never produced a sample, i.e. always fail, do not count)."""
+    cnt, seen = {}, set()
+    for s in samples:
+        key = (s["workload"], s["loop"])
+        seen.add(key)
+        if not s.get("disturbed"):
+            cnt[key] = cnt.get(key, 0) + 1
+    return [w for w in workloads
+            if any((w, l) in seen and cnt.get((w, l), 0) < want for l in loops)]
+
+
 def summarize(samples, errors, loops, workloads, rounds):
     by = {}
     for s in samples:
         by.setdefault((s["workload"], s["loop"]), []).append(s)
+    used = {}
+    for k, ss in by.items():
+        used[k] = _use_clean(ss, rounds)
     nerr = {}
     for e in errors:
         for w in ([e["workload"]] if e["workload"] else workloads):
@@ -404,16 +432,18 @@ def summarize(samples, errors, loops, workloads, rounds):
     for w in workloads:
         ent = {"target": TARGETS.get(w), "loops": {}, "ratios": {}, "paired": {}}
         for l in loops:
-            ss = by.get((w, l), [])
+            ss, noisy = used.get((w, l), ([], False))
             rates = [s["rate"] for s in ss]
             cpu_rates = [s["cpu_rate"] for s in ss if s.get("cpu_rate")]
             ent["loops"][l] = {
-                "n_samples": len(rates),
+                "n_samples": len(by.get((w, l), [])),
+                "n_used": len(rates),
+                "uses_disturbed": noisy,
                 "median": _median(rates),
                 "min": min(rates) if rates else None,
                 "max": max(rates) if rates else None,
                 "cpu_rate_median": _median(cpu_rates),
-                "disturbed_samples": sum(1 for s in ss if s.get("disturbed")),
+                "disturbed_samples": sum(1 for s in by.get((w, l), []) if s.get("disturbed")),
                 "errors": nerr.get((w, l), 0),
             }
         # ratios of medians, and per-round (paired) ratios
@@ -424,8 +454,9 @@ def summarize(samples, errors, loops, workloads, rounds):
                 ma, mb = ent["loops"][a]["median"], ent["loops"][b]["median"]
                 key = "%s/%s" % (a, b)
                 ent["ratios"][key] = (ma / mb) if (ma and mb) else None
-                ra = {s["round"]: s["rate"] for s in by.get((w, a), [])}
-                rb = {s["round"]: s["rate"] for s in by.get((w, b), [])}
+                # same-round ratios over the samples used for the medians
+                ra = {s["round"]: s["rate"] for s in used.get((w, a), ([], 0))[0]}
+                rb = {s["round"]: s["rate"] for s in used.get((w, b), ([], 0))[0]}
                 ent["paired"][key] = [ra[r] / rb[r] for r in sorted(ra) if r in rb]
         key = "%s/%s" % (SUBJECT, BASELINE)
         r = ent["ratios"].get(key)
@@ -457,6 +488,8 @@ def _fmt_cell(d):
     unit, div = ("M", 1e6) if m >= 1e6 else (("k", 1e3) if m >= 1e3 else ("", 1.0))
     dec = 2 if unit == "M" else 0
     cell = "%.*f%s [%.*f-%.*f]" % (dec, m / div, unit, dec, d["min"] / div, dec, d["max"] / div)
+    if d.get("uses_disturbed"):
+        cell += " *"
     if d.get("errors"):
         cell += " (%d err)" % d["errors"]
     return cell
@@ -521,8 +554,9 @@ def render_report(res):
                                                ent["rounds_meeting_target"]))
         rows.append(row)
     out.append(_table(headers, rows))
-    out.append("rates in operations/s (M = 1e6, k = 1e3), %d round(s); ratios are of medians, "
-               "[min-max] of the same-round ratios." % res["rounds"])
+    out.append("rates in operations/s (M = 1e6, k = 1e3), %d round(s)%s; ratios are of medians, "
+               "[min-max] of the same-round ratios." % (
+                   res["rounds"], " + %d extra" % res["extra_rounds"] if res["extra_rounds"] else ""))
 
     # CPU efficiency (ops per CPU-second of the child), medians
     if avail:
@@ -549,10 +583,16 @@ def render_report(res):
     dist = [s for s in res["samples"] if s.get("disturbed")]
     retried = [s for s in res["samples"] if len(s.get("attempts_other_cpu") or []) > 1]
     if dist or retried:
+        excluded = sum(ent["loops"][l]["n_samples"] - ent["loops"][l]["n_used"]
+                       for ent in summary.values() for l in avail)
         out.append("")
-        out.append("noise: %d sample(s) re-measured because other processes used > %d%% of the "
-                   "CPU; %d still disturbed after %d retries (kept, flagged in the JSON)."
-                   % (len(retried), DISTURBED * 100, len(dist), MAX_RETRIES))
+        out.append("noise: other processes used > %d%% of the pinned CPU during %d sample(s), "
+                   "%d of them still after re-measuring; %d disturbed sample(s) left out of "
+                   "the statistics; %d extra round(s) run.%s"
+                   % (DISTURBED * 100, len(retried), len(dist), excluded, res["extra_rounds"],
+                      " '*' = too few clean samples, statistics include disturbed ones."
+                      if any(ent["loops"][l]["uses_disturbed"] for ent in summary.values()
+                             for l in avail) else ""))
 
     # versions and machine
     out.append("")
@@ -620,9 +660,14 @@ def plot(res, path):
                           color=colors.get(l, None), label=label,
                           error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
             for b, y, h in zip(bars, ys, hi):
-                ax.annotate("%.2f" % y, (b.get_x() + b.get_width() / 2, y + h),
+                # at the foot of the bar when it is tall enough, clear of the
+                # error bars and target lines; above it otherwise
+                inside = y >= 0.3
+                ax.annotate("%.2f" % y, (b.get_x() + b.get_width() / 2, 0 if inside else y + h),
                             xytext=(0, 3), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=8)
+                            ha="center", va="bottom", fontsize=8,
+                            color="white" if inside and l != "asyncio" else "black",
+                            fontweight="bold" if inside else "normal")
         else:
             ax.bar([], [], color=colors.get(l, None), label=label)
     # targets
@@ -670,6 +715,11 @@ def _cpu_model():
     except OSError:
         pass
     return platform.processor() or "?"
+
+
+def _show_path(p):
+    rel = os.path.relpath(p)
+    return p if rel.startswith("..") else rel
 
 
 def _loadavg():
@@ -735,12 +785,29 @@ def parent_main(args):
     total = args.rounds * len(avail)
     k = 0
     tty = sys.stderr.isatty()
-    for rnd in range(1, args.rounds + 1):
+    rnd = 0
+    extra = 0
+    while True:
+        if rnd < args.rounds:
+            wl = workloads
+        else:
+            # extra rounds, for workloads short of undisturbed samples
+            wl = short_of_clean(samples, avail, workloads, args.rounds)
+            if not wl or extra >= args.extra_rounds or not avail:
+                break
+            extra += 1
+            total += len(avail)
+            print("extra round %d: too few undisturbed samples for %s"
+                  % (extra, ",".join(wl)), file=sys.stderr)
+        rnd += 1
         shift = (rnd - 1) % max(1, len(avail))
         order = avail[shift:] + avail[:shift]
         for l in order:
             k += 1
-            head = "round %d/%d [%d/%d] %-8s" % (rnd, args.rounds, k, total, l)
+            if rnd <= args.rounds:
+                head = "round %d/%d [%d/%d] %-8s" % (rnd, args.rounds, k, total, l)
+            else:
+                head = "extra round %d [%d/%d] %-8s" % (rnd - args.rounds, k, total, l)
             sys.stderr.write(head + " ...")
             sys.stderr.flush()
             t0 = time.monotonic()
@@ -752,7 +819,7 @@ def parent_main(args):
                     sys.stderr.write("\r\033[K%s ... %s" % (head, what))
                     sys.stderr.flush()
 
-            s, e = measure_loop(args, l, workloads, rnd, progress)
+            s, e = measure_loop(args, l, wl, rnd, progress)
             samples += s
             errors += e
             tail = " %.1f s" % (time.monotonic() - t0)
@@ -768,6 +835,7 @@ def parent_main(args):
         "duration_s": round(time.time() - t_start, 1),
         "argv": sys.argv[1:],
         "rounds": args.rounds,
+        "extra_rounds": extra,
         "quick": args.quick,
         "sample_time_s": args.sample_time,
         "warmup_time_s": args.warmup_time,
@@ -818,10 +886,10 @@ def parent_main(args):
         json.dump(res, f, indent=1, sort_keys=False)
         f.write("\n")
     os.replace(tmp, jpath)
-    print("\nwrote %s" % os.path.relpath(jpath), file=sys.stderr)
+    print("\nwrote %s" % _show_path(jpath), file=sys.stderr)
     ppath = os.path.join(out_dir, "latest.png")
     if plot(res, ppath):
-        print("wrote %s" % os.path.relpath(ppath), file=sys.stderr)
+        print("wrote %s" % _show_path(ppath), file=sys.stderr)
     return 1 if (errors and not samples) else 0
 
 
@@ -833,6 +901,9 @@ def main(argv=None):
     p.add_argument("--workloads", default=None,
                    help="comma-separated workload names (default: all with a target)")
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 5; 1 with --quick)")
+    p.add_argument("--extra-rounds", type=int, default=None,
+                   help="at most this many extra rounds for workloads short of undisturbed "
+                        "samples (default 2; 0 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 round, short samples")
     p.add_argument("--sample-time", type=float, default=None,
@@ -856,6 +927,8 @@ def main(argv=None):
         args.warmup_time = 0.03 if args.quick else 0.1
     if args.rounds is None:
         args.rounds = 1 if args.quick else 5
+    if args.extra_rounds is None:
+        args.extra_rounds = 0 if args.quick else 2
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
 

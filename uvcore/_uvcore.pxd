@@ -94,6 +94,7 @@ cdef class BaseLoop:
     cdef TimerHandle _schedule_timer(self, double when, object callback, tuple args, object context)
     cdef int _on_check(self) except -1
     cdef int _before_poll(self) except -1
+    cdef inline bint _may_block(self) noexcept
     cdef int _run_ready(self, Py_ssize_t n) except -1
     cdef int _run_debug(self, Handle h) except -1
     cdef int _report_callback_error(self, Handle h, object exc) except -1

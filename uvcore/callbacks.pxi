@@ -108,7 +108,7 @@ cdef class Handle:
     def __repr__(self):
         if self.repr_cache is not None:
             return self.repr_cache
-        return '<{}>'.format(' '.join(self.repr_cache_info()))
+        return '<{}>'.format(' '.join(self._repr_info()))
 
 
 cdef class TimerHandle(Handle):

@@ -22,17 +22,32 @@ cdef void _on_wake(uv.uv_async_t* handle) noexcept nogil:
 
 
 cdef void _on_prepare(uv.uv_prepare_t* handle) noexcept nogil:
+    cdef bint may_block
     uvc_gil_ensure(handle.loop)
     with gil:
-        (<BaseLoop>handle.data)._before_poll()
-    if uv.uv_backend_timeout(handle.loop) != 0:
+        may_block = (<BaseLoop>handle.data)._before_poll()
+    # Not uv_backend_timeout(): it answers 0 whenever an fd waits to be
+    # registered, though the poll that follows may then block for long.
+    if may_block:
         uvc_gil_release(handle.loop)
 
 
 cdef void _on_check(uv.uv_check_t* handle) noexcept nogil:
     uvc_gil_ensure(handle.loop)
     with gil:
-        (<BaseLoop>handle.data)._on_check()
+        _guarded_check(<BaseLoop>handle.data)
+
+
+cdef void _guarded_check(BaseLoop loop) noexcept:
+    # A failure of the loop's own machinery (not of a callback: those go to
+    # the exception handler) leaves run_forever() as an exception, rather than
+    # being printed and leaving the loop in an unknown state.
+    try:
+        loop._on_check()
+    except BaseException as exc:
+        if loop._raise_after_run is None:
+            loop._raise_after_run = exc
+        uv.uv_stop(loop.uvloop)
 
 
 cdef double _MAX_TIMER_DELAY = 86400.0 * 365 * 30
@@ -319,6 +334,8 @@ cdef class BaseLoop:
     # -- one iteration -------------------------------------------------------
 
     cdef int _before_poll(self) except -1:
+        # Arms the timer; returns whether the poll may block (then the loop
+        # lets go of the GIL while it sleeps).
         cdef TimerHeap* t = &self.timers
         cdef TimerHandle th
         cdef PyObject* p
@@ -340,7 +357,7 @@ cdef class BaseLoop:
             if self._armed_when >= 0:
                 uv.uv_timer_stop(&self.h.timer)
                 self._armed_when = -1.0
-            return 0
+            return self._may_block()
         if t.items[0].when != self._armed_when or \
                 not uv.uv_is_active(<uv.uv_handle_t*>&self.h.timer):
             delay = t.items[0].when - uvc_monotonic()
@@ -352,7 +369,11 @@ cdef class BaseLoop:
                 ms = <unsigned long long>(_MAX_TIMER_DELAY * 1000.0)
             uv.uv_timer_start(&self.h.timer, _on_timer, ms, 0)
             self._armed_when = t.items[0].when
-        return 0
+        return self._may_block()
+
+    cdef inline bint _may_block(self) noexcept:
+        return not (self._idle_active or self._stopping or
+                    self._raise_after_run is not None)
 
     cdef int _on_check(self) except -1:
         cdef TimerHeap* t = &self.timers
