@@ -62,3 +62,35 @@ def run_python(args, env, timeout=30, cwd=None):
         env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def stdlib_run_forever_cleanup_bug():
+    """True when this Python's asyncio resets its running-loop state after
+    *refusing* to run (CPython 3.13.0: run_forever() calls its cleanup even
+    when its setup raised), which breaks what follows a refused run."""
+    outer = asyncio.new_event_loop()
+    other = asyncio.new_event_loop()
+    try:
+        async def probe():
+            try:
+                other.run_forever()
+            except RuntimeError:
+                pass
+            return asyncio._get_running_loop() is outer
+
+        return not outer.run_until_complete(probe())
+    finally:
+        other.close()
+        outer.close()
+
+
+def stdlib_shutdown_executor_honours_timeout():
+    """False for asyncio versions (e.g. 3.12.1) whose
+    shutdown_default_executor(timeout) waits for the executor anyway."""
+    import inspect
+
+    try:
+        src = inspect.getsource(asyncio.BaseEventLoop.shutdown_default_executor)
+    except (OSError, TypeError):
+        return True
+    return "timeouts.timeout(" in src or "wait_for(" in src

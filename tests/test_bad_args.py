@@ -61,8 +61,6 @@ CASES = [
     ("call_later-list-delay", False,
      lambda lp: lp.call_later([1], _cb), TypeError),
     ("call_later-no-callback", False, lambda lp: lp.call_later(1), TypeError),
-    ("call_at-None", False, lambda lp: lp.call_at(None, _cb), TypeError),
-    ("call_at-None-debug", True, lambda lp: lp.call_at(None, _cb), TypeError),
     # running
     ("run_until_complete-int", False,
      lambda lp: lp.run_until_complete(123), TypeError),
@@ -120,6 +118,9 @@ CASES = [
 
 if sys.version_info >= (3, 11):
     CASES += [
+        ("call_at-None", False, lambda lp: lp.call_at(None, _cb), TypeError),
+        ("call_at-None-debug", True, lambda lp: lp.call_at(None, _cb),
+         TypeError),
         ("set_default_executor-object", False,
          lambda lp: lp.set_default_executor(object()), TypeError),
         ("set_default_executor-process-pool", False,

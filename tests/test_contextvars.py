@@ -2,6 +2,8 @@
 
 import asyncio
 import contextvars
+import gc
+import logging
 import sys
 import threading
 
@@ -161,14 +163,13 @@ def test_context_survives_many_steps(loop):
     assert loop.run_until_complete(main()) == list(range(50))
 
 
-def test_callback_context_already_entered(loop):
+def test_callback_context_already_entered(loop, caplog):
     """Running a callback in a Context that is already entered fails the
-    same way under every loop: the RuntimeError goes to the exception
-    handler and the loop carries on."""
+    same way under every loop: the callback does not run, the RuntimeError
+    is reported through the exception handler and the loop carries on."""
+    caplog.set_level(logging.DEBUG, logger="asyncio")
     ctx = contextvars.copy_context()
-    got = []
     calls = []
-    loop.set_exception_handler(lambda lp, c: got.append(c))
 
     def run_in_ctx():
         loop.call_soon(calls.append, "inside", context=ctx)
@@ -178,8 +179,59 @@ def test_callback_context_already_entered(loop):
 
     ctx.run(run_in_ctx)
     assert calls == ["plain"]
-    assert len(got) == 1
-    assert isinstance(got[0]["exception"], RuntimeError)
+    errors = [r for r in caplog.records
+              if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert isinstance(errors[0].exc_info[1], RuntimeError)
+
+
+needs_get_context = pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="Handle.get_context() is 3.12+")
+
+
+@needs_get_context
+def test_handle_get_context(loop):
+    ctx = _ctx_with("handle ctx")
+    h = loop.call_soon(lambda: None, context=ctx)
+    th = loop.call_later(10, lambda: None, context=ctx)
+    assert h.get_context() is ctx
+    assert th.get_context() is ctx
+    default = loop.call_soon(lambda: None)
+    assert isinstance(default.get_context(), contextvars.Context)
+    th.cancel()
+    run_briefly(loop)
+
+
+@needs_get_context
+def test_custom_exception_handler_runs_in_callback_context(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, c: seen.append(var.get()))
+
+    def bad():
+        raise ValueError()
+
+    loop.call_soon(bad, context=_ctx_with("failing callback ctx"))
+    run_briefly(loop)
+    assert seen == ["failing callback ctx"]
+
+
+@needs_get_context
+def test_custom_exception_handler_runs_in_task_context(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, c: seen.append(var.get()))
+
+    async def failing():
+        var.set("task ctx value")
+        raise ValueError()
+
+    def make():
+        task = loop.create_task(failing())
+        run_until(loop, task.done)
+
+    make()
+    gc.collect()
+    run_briefly(loop)
+    assert seen == ["task ctx value"]
 
 
 def test_nested_ctx_run_inside_callback_is_an_error(loop):

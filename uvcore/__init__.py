@@ -25,6 +25,9 @@ def new_event_loop():
 def run(main, *, debug=None, **run_kwargs):
     """Run the coroutine main on a new uvcore loop and return its result,
     with asyncio.run()'s semantics and cleanup."""
+    if _asyncio._get_running_loop() is not None:
+        raise RuntimeError(
+            "uvcore.run() cannot be called from a running event loop")
     run_kwargs.setdefault('loop_factory', new_event_loop)
     if hasattr(_asyncio, 'Runner'):
         with _asyncio.Runner(debug=debug, **run_kwargs) as runner:

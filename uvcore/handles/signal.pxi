@@ -20,11 +20,6 @@ cdef void _on_wakeup_readable(uv.uv_poll_t* handle, int status, int events) noex
         (<_SignalWakeup>handle.data)._on_readable()
 
 
-def _sighandler_noop(signum, frame):
-    # Python-level stand-in while libuv owns the signal.
-    pass
-
-
 @cython.no_gc_clear
 cdef class SignalWatcher(UVHandle):
 
@@ -118,15 +113,6 @@ cdef object _add_signal_handler(BaseLoop loop, object sig, object callback,
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError('set_wakeup_fd only works in main thread of the '
                            'main interpreter')
-    try:
-        # Checks that the signal can be caught at all; libuv then takes it over.
-        _signal.signal(sig, _sighandler_noop)
-    except OSError as exc:
-        if exc.errno == errno_mod.EINVAL:
-            raise RuntimeError(f'sig {sig:d} cannot be caught')
-        raise
-    except ValueError as exc:
-        raise RuntimeError(str(exc))
     h = loop._make_handle(callback, args, None)
     w = loop._signal_handlers.get(sig)
     if w is None:
@@ -136,9 +122,13 @@ cdef object _add_signal_handler(BaseLoop loop, object sig, object callback,
         if err < 0:
             w._init_failed(err)
         w.signum = sig
+        # libuv installs its own handler (sigaction) unless one of its handles
+        # in this process already watches the signal.
         err = uv.uv_signal_start(<uv.uv_signal_t*>w.handle, _on_signal, sig)
         if err < 0:
             w._close()
+            if err == uv.UV_EINVAL:
+                raise RuntimeError(f'sig {sig:d} cannot be caught')
             raise uv_error(err)
         uv.uv_unref(w.handle)
         loop._signal_handlers[sig] = w
