@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from _helpers import run_briefly, run_until
+from _helpers import run_briefly
 
 
 def test_hooks_installed_only_while_running(loop):
@@ -67,7 +67,6 @@ def test_shutdown_asyncgens_finalizes_unfinished_generator(loop):
     assert events == []
     loop.run_until_complete(loop.shutdown_asyncgens())
     assert events == [("finally", True)]
-    del gen
 
 
 def test_shutdown_asyncgens_can_await_in_finally(loop):

@@ -6,7 +6,6 @@ import gc
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import warnings

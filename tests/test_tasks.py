@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from _helpers import run_briefly, run_until
+from _helpers import run_briefly
 
 
 # --- futures -------------------------------------------------------------------
@@ -384,8 +384,17 @@ def test_eager_task_completing_synchronously(loop):
     assert loop.run_until_complete(main()) == "sync"
 
 
-@pytest.mark.skipif(sys.version_info < (3, 14),
-                    reason="create_task(eager_start=) is 3.14+")
+def _stdlib_create_task_takes_eager_start():
+    import inspect
+
+    params = inspect.signature(asyncio.BaseEventLoop.create_task).parameters
+    return "eager_start" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory")
+                    or not _stdlib_create_task_takes_eager_start(),
+                    reason="loop.create_task(eager_start=) needs 3.14+")
 def test_create_task_eager_start(loop):
     log = []
 

@@ -38,6 +38,7 @@ cdef class Handle:
         object ctx
         BaseLoop loop
         bint is_cancelled
+        bint persistent       # run on every event (readers, signals), not once
         object tb             # source traceback (debug mode)
         object repr_cache
         object __weakref__

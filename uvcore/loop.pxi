@@ -423,6 +423,8 @@ cdef class BaseLoop:
                     self._raise_after_run = exc
                 except BaseException as exc:
                     self._report_callback_error(h, exc)
+            if not h.persistent:
+                _release_handle(h)
             if self._raise_after_run is not None:
                 return 0
         return 0
@@ -530,15 +532,26 @@ cdef class BaseLoop:
         if self._debug:
             logger.debug("Close %r", self)
         self._closed = True
-        ring_clear(&self.ready)
+        self._drop_ready()
         self._drop_timers()
         self._shutdown_executor_nowait()
         self._close_uv()
 
+    def _drop_ready(self):
+        cdef Py_ssize_t i
+        cdef ReadyRing* r = &self.ready
+        for i in range(r.count):
+            _release_handle(<Handle>r.items[(r.head + i) & (r.cap - 1)])
+        ring_clear(r)
+
     def _drop_timers(self):
         cdef Py_ssize_t i
+        cdef TimerHandle th
         for i in range(self.timers.size):
-            (<TimerHandle>self.timers.items[i].handle).in_heap = False
+            th = <TimerHandle>self.timers.items[i].handle
+            th.in_heap = False
+            _release_handle(th)
+        th = None
         heap_clear(&self.timers)
 
     cdef int _close_uv(self) except -1:

@@ -105,6 +105,7 @@ cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple arg
     loop._require_open()
     fd = _fileobj_to_fd(fileobj)
     h = loop._make_handle(callback, args, None)
+    h.persistent = True
     w = loop._watchers.get(fd)
     if w is None:
         w = FdWatcher.new(loop, fd)

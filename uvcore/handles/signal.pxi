@@ -114,6 +114,7 @@ cdef object _add_signal_handler(BaseLoop loop, object sig, object callback,
         raise RuntimeError('set_wakeup_fd only works in main thread of the '
                            'main interpreter')
     h = loop._make_handle(callback, args, None)
+    h.persistent = True
     w = loop._signal_handlers.get(sig)
     if w is None:
         w = SignalWatcher.__new__(SignalWatcher)
