@@ -9,6 +9,7 @@ that would each carry their own copy of libuv.
 
 cimport cython
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_REFCNT
 from cpython.mem cimport (PyMem_Malloc, PyMem_Realloc, PyMem_Free,
                           PyMem_RawMalloc, PyMem_RawCalloc, PyMem_RawFree)
 from libc.math cimport ceil

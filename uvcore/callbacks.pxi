@@ -21,6 +21,7 @@ cdef class Handle:
         raise TypeError(f"{type(self).__name__} objects are created by the "
                         f"event loop, not directly")
 
+    @cython.final
     cdef int _call(self) except -1:
         # Runs the callback in its context; an exception propagates.
         cdef PyObject* stack[4]

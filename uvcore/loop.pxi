@@ -423,7 +423,9 @@ cdef class BaseLoop:
                     self._raise_after_run = exc
                 except BaseException as exc:
                     self._report_callback_error(h, exc)
-            if not h.persistent:
+            if not h.persistent and Py_REFCNT(h) > 1:
+                # Someone else keeps the handle: let go of what it refers to.
+                # (Otherwise it is about to be freed anyway.)
                 _release_handle(h)
             if self._raise_after_run is not None:
                 return 0
@@ -623,23 +625,31 @@ cdef class BaseLoop:
         """A Future attached to this loop."""
         return Future(loop=self)
 
-    def create_task(self, coro, *, name=None, context=None, **kwargs):
+    def create_task(self, coro, *, name=None, context=None,
+                    eager_start=_NOARG):
         """Schedule the execution of a coroutine; return its Task."""
         self._require_open()
         if self._task_factory is None:
-            if context is None:
-                task = Task(coro, loop=self, name=name, **kwargs)
+            if eager_start is not _NOARG:
+                task = Task(coro, loop=self, name=name, context=context,
+                            eager_start=eager_start)
+            elif context is not None:
+                task = Task(coro, loop=self, name=name, context=context)
+            elif name is not None:
+                task = Task(coro, loop=self, name=name)
             else:
-                task = Task(coro, loop=self, name=name, context=context, **kwargs)
-            if task._source_traceback:
+                task = Task(coro, loop=self)
+            if self._debug and task._source_traceback:
                 del task._source_traceback[-1]
-        else:
-            if context is None:
-                task = self._task_factory(self, coro, **kwargs)
-            else:
-                task = self._task_factory(self, coro, context=context, **kwargs)
-            if name is not None:
-                task.set_name(name)
+            return task
+        kwargs = {}
+        if context is not None:
+            kwargs['context'] = context
+        if eager_start is not _NOARG:
+            kwargs['eager_start'] = eager_start
+        task = self._task_factory(self, coro, **kwargs)
+        if name is not None:
+            task.set_name(name)
         return task
 
     def set_task_factory(self, factory):
