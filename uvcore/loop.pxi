@@ -53,6 +53,7 @@ cdef void _guarded_check(BaseLoop loop) noexcept:
 cdef double _MAX_TIMER_DELAY = 86400.0 * 365 * 30
 
 
+@cython.no_gc_clear     # __dealloc__ of an unclosed loop still needs its fields
 cdef class BaseLoop:
     """The libuv-driven core of uvcore.Loop."""
 
@@ -227,14 +228,18 @@ cdef class BaseLoop:
         if self._debug:
             h.tb = _extract_stack()
         # The GIL serialises this push with the loop thread's own use of the
-        # queue; the wake-up makes a sleeping poll return.
+        # queue; the wake-up makes a sleeping poll return. The loop may have
+        # been closed by its thread meanwhile (allocating above can run a
+        # finaliser, which can switch threads): check again, with no Python
+        # code in between.
         ring_push(&self.ready, h)
-        uv.uv_async_send(&self.h.wake)
+        if self.h != NULL and not self._closed:
+            uv.uv_async_send(&self.h.wake)
         return h
 
     def _write_to_self(self):
         # asyncio's name for "wake the loop up"; some libraries call it.
-        if not self._closed:
+        if self.h != NULL and not self._closed:
             uv.uv_async_send(&self.h.wake)
 
     cdef TimerHandle _schedule_timer(self, double when, object callback,
