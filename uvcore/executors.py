@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 import warnings
 
@@ -30,7 +31,12 @@ class ExecutorMixin:
     def set_default_executor(self, executor):
         """Use executor (a ThreadPoolExecutor) for run_in_executor(None, ...)."""
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError('executor must be ThreadPoolExecutor')
+            if sys.version_info >= (3, 11):
+                raise TypeError('executor must be ThreadPoolExecutor')
+            # Python 3.10's asyncio still accepted other executors, with a warning.
+            warnings.warn('Using the default executor that is not an instance '
+                          'of ThreadPoolExecutor is deprecated',
+                          DeprecationWarning, 2)
         self._default_executor = executor
 
     async def shutdown_default_executor(self, timeout=None):
