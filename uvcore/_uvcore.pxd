@@ -36,7 +36,7 @@ cdef class Handle:
         tuple extra           # all arguments, when there are more than three
         Py_ssize_t nargs
         object ctx
-        BaseLoop loop
+        PyObject* loop        # borrowed: set only while the loop holds the handle
         bint is_cancelled
         bint persistent       # run on every event (readers, signals), not once
         object tb             # source traceback (debug mode)
@@ -100,7 +100,10 @@ cdef class BaseLoop:
     cdef int _run_debug(self, Handle h) except -1
     cdef int _report_callback_error(self, Handle h, object exc) except -1
     cdef int _compact_timers(self) except -1
-    cdef int _close_uv(self) except -1
+    cdef int _close_uv(self, bint dealloc) except -1
+    cdef int _drop_ready(self) except -1
+    cdef int _drop_timers(self) except -1
+    cdef int _run_uv(self) except -1
 
 
 cdef class UVHandle:

@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=True, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=True, cdivision=True, auto_pickle=False
 """uvcore's compiled core: one extension module, built from the rooms below.
 
 libuv is linked statically into this module. It has process-wide state (the
@@ -74,3 +74,4 @@ include "handles/poll.pxi"
 include "handles/signal.pxi"
 include "dns.pxi"
 include "loop.pxi"
+include "gc_support.pxi"

@@ -7,13 +7,17 @@
 # allocates, and a third of its time went to gen-0 collections). That is safe
 # because a handle drops its references as soon as the loop is done with it:
 # after it ran (one-shot handles), when it is cancelled, or when the loop is
-# closed. A cycle through a handle can only exist while the loop holds it.
+# closed or freed. A cycle through a handle can only exist while the loop
+# holds it. The handle's pointer to its loop is borrowed, and cleared on those
+# same occasions: a handle never keeps a loop alive (a dropped loop with
+# pending callbacks is still collected, with asyncio's ResourceWarning).
 
 cdef object _NOARG = object()   # marks an absent inline argument
 
 
 @cython.freelist(256)
 @cython.no_gc
+@cython.auto_pickle(False)
 cdef class Handle:
     """An object returned by callback registration methods (asyncio.Handle)."""
 
@@ -74,7 +78,9 @@ cdef class Handle:
 
     @property
     def _loop(self):
-        return self.loop
+        if self.loop == NULL:
+            return None
+        return <object>self.loop
 
     @property
     def _context(self):
@@ -87,6 +93,24 @@ cdef class Handle:
     def get_context(self):
         return self.ctx
 
+    def __copy__(self):
+        # A detached copy: same callback, not scheduled, not tied to the loop.
+        cdef Handle c = type(self).__new__(type(self))
+        c.cb = self.cb
+        c.a0 = self.a0
+        c.a1 = self.a1
+        c.a2 = self.a2
+        c.extra = self.extra
+        c.nargs = self.nargs
+        c.ctx = self.ctx
+        c.is_cancelled = self.is_cancelled
+        if isinstance(self, TimerHandle):
+            (<TimerHandle>c).deadline = (<TimerHandle>self).deadline
+        return c
+
+    def __reduce__(self):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
     def cancel(self):
         _cancel_handle(self)
 
@@ -95,12 +119,16 @@ cdef class Handle:
 
     def _run(self):
         # asyncio.Handle._run: run now, report an exception to the loop.
+        if self.is_cancelled or self.cb is None:
+            return
         try:
             self._call()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self.loop._report_callback_error(self, exc)
+            if self.loop == NULL:
+                raise
+            (<BaseLoop>self.loop)._report_callback_error(self, exc)
 
     def _repr_info(self):
         info = [type(self).__name__]
@@ -126,8 +154,9 @@ cdef class TimerHandle(Handle):
         return self.deadline
 
     def cancel(self):
-        cdef BaseLoop loop = self.loop
-        if not self.is_cancelled and self.in_heap:
+        cdef BaseLoop loop
+        if not self.is_cancelled and self.in_heap and self.loop != NULL:
+            loop = <BaseLoop>self.loop
             loop.timers.cancelled += 1
             _cancel_handle(self)
             if loop.timers.cancelled > 256 and \
@@ -180,7 +209,7 @@ cdef inline int _cancel_handle(Handle h) except -1:
     if h.is_cancelled:
         return 0
     h.is_cancelled = True
-    if h.loop is not None and h.loop._debug:
+    if h.loop != NULL and (<BaseLoop>h.loop)._debug:
         # Keep a representation for debugging before dropping the callback.
         h.repr_cache = repr(h)
     _release_handle(h)
@@ -194,6 +223,7 @@ cdef inline void _release_handle(Handle h) noexcept:
     h.extra = None
     h.ctx = None
     h.tb = None
+    h.loop = NULL
 
 
 cdef object _format_callback_source(object callback, tuple args):

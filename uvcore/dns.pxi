@@ -16,6 +16,7 @@ cdef void _work_done(uv.uv_work_t* req, int status) noexcept nogil:
     PyMem_RawFree(req)
 
 
+@cython.auto_pickle(False)
 cdef class _WorkRequest:
     cdef:
         BaseLoop loop
@@ -25,8 +26,13 @@ cdef class _WorkRequest:
         object exc
         object future
 
+    def __init__(self, *args, **kwargs):
+        raise TypeError("_WorkRequest objects are created by the event loop")
+
     def _run(self):
         # In a thread-pool thread, with the GIL.
+        if self.func is None:
+            return
         try:
             self.result = self.func(*self.args)
         except BaseException as exc:
@@ -34,10 +40,12 @@ cdef class _WorkRequest:
 
     def _done(self, int status):
         cdef BaseLoop loop = self.loop
+        if loop is None:
+            return
         loop._work.discard(self)
         fut = self.future
         self.future = None
-        if loop._closed or fut.done():
+        if loop._closed or fut is None or fut.done():
             return
         if status == uv.UV_ECANCELED:
             fut.cancel()

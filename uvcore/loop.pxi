@@ -95,8 +95,12 @@ cdef class BaseLoop:
         _live_loops.add(self)
 
     def __dealloc__(self):
+        # No Python-level attribute of self may be used here: for a subclass
+        # instance, its __dict__ is already gone.
         if self.uvloop != NULL:
-            self._close_uv()
+            self._close_uv(True)
+        self._drop_ready()
+        self._drop_timers()
         ring_free(&self.ready)
         heap_free(&self.timers)
 
@@ -350,6 +354,8 @@ cdef class BaseLoop:
             _verify_dirty_watchers(self)
         if t.cancelled > 32 and t.cancelled * 2 > t.size:
             self._compact_timers()
+        if t.cap > 1024:
+            heap_shrink(t)
         while t.size:
             th = <TimerHandle>t.items[0].handle
             if not th.is_cancelled:
@@ -400,6 +406,8 @@ cdef class BaseLoop:
                     ring_push(&self.ready, th)
         if self.ready.count:
             self._run_ready(self.ready.count)
+        if self.ready.count == 0 and self.ready.cap > 4096:
+            ring_shrink(&self.ready, 64)
         if self._stopping or self._raise_after_run is not None:
             uv.uv_stop(self.uvloop)
         elif self.ready.count:
@@ -428,10 +436,13 @@ cdef class BaseLoop:
                     self._raise_after_run = exc
                 except BaseException as exc:
                     self._report_callback_error(h, exc)
-            if not h.persistent and Py_REFCNT(h) > 1:
-                # Someone else keeps the handle: let go of what it refers to.
-                # (Otherwise it is about to be freed anyway.)
-                _release_handle(h)
+            if not h.persistent:
+                if Py_REFCNT(h) > 1:
+                    # Someone else keeps the handle: let go of what it refers
+                    # to. (Otherwise it is about to be freed anyway.)
+                    _release_handle(h)
+                else:
+                    h.loop = NULL
             if self._raise_after_run is not None:
                 return 0
         return 0
@@ -476,7 +487,7 @@ cdef class BaseLoop:
             sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                                    finalizer=self._asyncgen_finalizer_hook)
             events._set_running_loop(self)
-            self._run()
+            self._run_uv()
         finally:
             self._running = False
             self._stopping = False
@@ -485,7 +496,7 @@ cdef class BaseLoop:
             self._set_coroutine_origin_tracking(False)
             sys.set_asyncgen_hooks(*old_agen_hooks)
 
-    def _run(self):
+    cdef int _run_uv(self) except -1:
         cdef object exc
         wakeup = _SignalWakeup.install(self)
         try:
@@ -500,6 +511,7 @@ cdef class BaseLoop:
         if exc is not None:
             self._raise_after_run = None
             raise exc
+        return 0
 
     def run_until_complete(self, future):
         """Run until the future (or coroutine) is done; return its result."""
@@ -542,32 +554,57 @@ cdef class BaseLoop:
         self._drop_ready()
         self._drop_timers()
         self._shutdown_executor_nowait()
-        self._close_uv()
+        self._close_uv(False)
 
-    def _drop_ready(self):
-        cdef Py_ssize_t i
+    cdef int _drop_ready(self) except -1:
+        # Take the queue's contents out first: releasing a handle can run a
+        # finaliser, which can schedule (or cancel) callbacks.
         cdef ReadyRing* r = &self.ready
-        for i in range(r.count):
-            _release_handle(<Handle>r.items[(r.head + i) & (r.cap - 1)])
-        ring_clear(r)
+        cdef Py_ssize_t i, n = r.count
+        cdef PyObject** items
+        if n == 0:
+            return 0
+        items = <PyObject**>PyMem_Malloc(n * sizeof(PyObject*))
+        if items == NULL:
+            raise MemoryError()
+        for i in range(n):
+            items[i] = ring_pop(r)
+        for i in range(n):
+            _release_handle(<Handle>items[i])
+        for i in range(n):
+            Py_DECREF(items[i])
+        PyMem_Free(items)
+        return 0
 
-    def _drop_timers(self):
-        cdef Py_ssize_t i
-        cdef TimerHandle th
-        for i in range(self.timers.size):
-            th = <TimerHandle>self.timers.items[i].handle
-            th.in_heap = False
-            _release_handle(th)
-        th = None
-        heap_clear(&self.timers)
+    cdef int _drop_timers(self) except -1:
+        # As _drop_ready: the heap is emptied before any handle is released.
+        cdef TimerHeap* t = &self.timers
+        cdef Py_ssize_t i, n = t.size
+        cdef TimerEntry* items = t.items
+        if n == 0:
+            return 0
+        t.items = <TimerEntry*>PyMem_Malloc(t.cap * sizeof(TimerEntry))
+        if t.items == NULL:
+            t.items = items
+            raise MemoryError()
+        t.size = 0
+        t.cancelled = 0
+        for i in range(n):
+            (<TimerHandle>items[i].handle).in_heap = False
+        for i in range(n):
+            _release_handle(<Handle>items[i].handle)
+        for i in range(n):
+            Py_DECREF(items[i].handle)
+        PyMem_Free(items)
+        return 0
 
-    cdef int _close_uv(self) except -1:
+    cdef int _close_uv(self, bint dealloc) except -1:
         # Every handle goes through uv_close and its close callback before the
         # memory goes; the loop is freed only when libuv reports it idle.
         cdef uv.uv_loop_t* loop = self.uvloop
         if loop == NULL:
             return 0
-        _close_watchers(self)
+        _close_watchers(self, dealloc)
         _wait_for_work(self)
         uv.uv_close(<uv.uv_handle_t*>&self.h.idle, NULL)
         uv.uv_close(<uv.uv_handle_t*>&self.h.check, NULL)
@@ -674,7 +711,7 @@ cdef inline int _fill_handle(Handle h, BaseLoop loop, object callback, tuple arg
                              object context) except -1:
     cdef Py_ssize_t n = len(args)
     h.cb = callback
-    h.loop = loop
+    h.loop = <PyObject*>loop
     h.nargs = n
     if n > 3:
         h.extra = args
@@ -693,7 +730,7 @@ cdef inline int _fill_inline(Handle h, BaseLoop loop, object callback, object a0
                              object a1, object a2, tuple rest,
                              object context) except -1:
     h.cb = callback
-    h.loop = loop
+    h.loop = <PyObject*>loop
     if a0 is _NOARG:
         h.nargs = 0
     elif a1 is _NOARG:

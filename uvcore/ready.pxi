@@ -56,3 +56,18 @@ cdef void ring_free(ReadyRing* r) noexcept:
         PyMem_Free(r.items)
         r.items = NULL
         r.cap = 0
+
+
+cdef int ring_shrink(ReadyRing* r, Py_ssize_t cap) except -1:
+    # Give memory back after a burst; only when the queue is empty.
+    cdef PyObject** items
+    if r.count or r.cap <= cap:
+        return 0
+    items = <PyObject**>PyMem_Malloc(cap * sizeof(PyObject*))
+    if items == NULL:
+        return 0            # keep the larger buffer
+    PyMem_Free(r.items)
+    r.items = items
+    r.cap = cap
+    r.head = 0
+    return 0

@@ -95,3 +95,19 @@ cdef void heap_free(TimerHeap* h) noexcept:
         PyMem_Free(h.items)
         h.items = NULL
         h.cap = 0
+
+
+cdef int heap_shrink(TimerHeap* h) noexcept:
+    # Give memory back once the heap uses less than a quarter of it: down to
+    # twice what it holds.
+    cdef TimerEntry* items
+    cdef Py_ssize_t cap = 64
+    if h.cap <= 1024 or h.size * 4 >= h.cap:
+        return 0
+    while cap < h.size * 2:
+        cap *= 2
+    items = <TimerEntry*>PyMem_Realloc(h.items, cap * sizeof(TimerEntry))
+    if items != NULL:
+        h.items = items
+        h.cap = cap
+    return 0

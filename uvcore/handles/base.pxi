@@ -54,6 +54,9 @@ cdef class UVHandle:
         h.data = <void*>self
         Py_INCREF(<PyObject*>self)
         uv.uv_close(h, _on_uvhandle_closed)
+        # The owner lives on until the close callback; it must not keep the
+        # loop alive meanwhile (the loop frees the handle when it is freed).
+        self.loop = None
         return 0
 
     def __dealloc__(self):

@@ -163,7 +163,7 @@ cdef int _verify_dirty_watchers(BaseLoop loop) except -1:
     return 0
 
 
-cdef int _close_watchers(BaseLoop loop) except -1:
+cdef int _close_watchers(BaseLoop loop, bint dealloc) except -1:
     cdef FdWatcher w
     for w in loop._watchers.values():
         if w.reader is not None:
@@ -173,7 +173,7 @@ cdef int _close_watchers(BaseLoop loop) except -1:
         w._close()
     loop._watchers.clear()
     loop._dirty_watchers = []
-    _close_signal_watchers(loop)
+    _close_signal_watchers(loop, dealloc)
     if loop._wakeup is not None:
         (<_SignalWakeup>loop._wakeup)._close()
         (<_SignalWakeup>loop._wakeup).rsock.close()

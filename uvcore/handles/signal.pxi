@@ -38,7 +38,8 @@ cdef class _SignalWakeup(UVHandle):
         # main thread (where Python runs no signal handlers).
         cdef _SignalWakeup w
         cdef int err
-        if threading.current_thread() is not threading.main_thread():
+        if loop.uvloop == NULL or \
+                threading.current_thread() is not threading.main_thread():
             return None
         w = loop._wakeup
         if w is None:
@@ -159,13 +160,15 @@ cdef bint _remove_signal_handler(BaseLoop loop, object sig) except -1:
     return True
 
 
-cdef int _close_signal_watchers(BaseLoop loop) except -1:
+cdef int _close_signal_watchers(BaseLoop loop, bint dealloc) except -1:
+    # dealloc: the loop is being freed; it must not be handed to Python code.
     if not loop._signal_handlers:
         return 0
     if sys.is_finalizing():
-        warnings.warn(f"Closing the loop {loop!r} on interpreter shutdown "
-                      f"stage, skipping signal handlers removal",
-                      ResourceWarning, source=loop)
+        if not dealloc:
+            warnings.warn(f"Closing the loop {loop!r} on interpreter shutdown "
+                          f"stage, skipping signal handlers removal",
+                          ResourceWarning, source=loop)
         for w in loop._signal_handlers.values():
             (<SignalWatcher>w)._close()
         loop._signal_handlers.clear()

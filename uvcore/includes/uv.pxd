@@ -23,6 +23,10 @@ cdef extern from "uv.h" nogil:
         UV_PRIORITIZED
 
     cdef int UV_EBADF
+    cdef int UV_EAGAIN
+    cdef int UV_EOF
+    cdef int UV_ENOBUFS
+    cdef int UV_ENOSYS
     cdef int UV_EBUSY
     cdef int UV_EINVAL
     cdef int UV_ENOMEM
@@ -83,6 +87,30 @@ cdef extern from "uv.h" nogil:
     ctypedef struct uv_req_t:
         void* data
 
+    ctypedef struct uv_buf_t:
+        char* base
+        size_t len
+
+    ctypedef struct uv_stream_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_tcp_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_pipe_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_write_t:
+        void* data
+        uv_stream_t* handle
+
+    ctypedef struct uv_shutdown_t:
+        void* data
+        uv_stream_t* handle
+
     ctypedef struct uv_work_t:
         void* data
         uv_loop_t* loop
@@ -105,6 +133,10 @@ cdef extern from "uv.h" nogil:
     ctypedef void (*uv_signal_cb)(uv_signal_t* handle, int signum) noexcept
     ctypedef void (*uv_work_cb)(uv_work_t* req) noexcept
     ctypedef void (*uv_after_work_cb)(uv_work_t* req, int status) noexcept
+    ctypedef void (*uv_alloc_cb)(uv_handle_t* handle, size_t suggested_size, uv_buf_t* buf) noexcept
+    ctypedef void (*uv_read_cb)(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept
+    ctypedef void (*uv_write_cb)(uv_write_t* req, int status) noexcept
+    ctypedef void (*uv_shutdown_cb)(uv_shutdown_t* req, int status) noexcept
     ctypedef void (*uv_walk_cb)(uv_handle_t* handle, void* arg) noexcept
 
     const char* uv_version_string()
@@ -180,3 +212,22 @@ cdef extern from "uv.h" nogil:
                        const void* addr, int flags)
     int uv_cancel(uv_req_t* req)
     int uv_queue_work(uv_loop_t* loop, uv_work_t* req, uv_work_cb work_cb, uv_after_work_cb after_work_cb)
+
+    # streams (TCP and pipes)
+    uv_buf_t uv_buf_init(char* base, unsigned int len)
+    int uv_read_start(uv_stream_t*, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+    int uv_read_stop(uv_stream_t*)
+    int uv_try_write(uv_stream_t* handle, const uv_buf_t bufs[], unsigned int nbufs)
+    int uv_write(uv_write_t* req, uv_stream_t* handle, const uv_buf_t bufs[],
+                 unsigned int nbufs, uv_write_cb cb)
+    int uv_shutdown(uv_shutdown_t* req, uv_stream_t* handle, uv_shutdown_cb cb)
+    size_t uv_stream_get_write_queue_size(const uv_stream_t* stream)
+    int uv_is_writable(const uv_stream_t* handle)
+    int uv_fileno(const uv_handle_t* handle, uv_os_fd_t* fd)
+
+    int uv_tcp_init(uv_loop_t*, uv_tcp_t* handle)
+    int uv_tcp_open(uv_tcp_t* handle, uv_os_sock_t sock)
+    int uv_tcp_nodelay(uv_tcp_t* handle, int enable)
+
+    int uv_pipe_init(uv_loop_t*, uv_pipe_t* handle, int ipc)
+    int uv_pipe_open(uv_pipe_t*, uv_os_fd_t file)
