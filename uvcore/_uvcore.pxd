@@ -79,6 +79,10 @@ cdef class BaseLoop:
         readonly object _current_handle   # the handle being run, in debug mode
         object _task_factory
         dict _watchers              # fd -> FdWatcher (add_reader/add_writer)
+        dict _transports            # fd -> transport proxy, for open stream transports
+        dict _sockio                # fd -> _SockIO: sock_* operations waiting
+        list _flush_list            # stream transports with writes to hand to libuv
+        char* read_buffer           # where stream reads land (one per loop)
         list _dirty_watchers        # watches changed since the last poll
         dict _signal_handlers       # signum -> SignalWatcher
         object _wakeup              # SignalWakeup: Python signal handlers while asleep
@@ -104,6 +108,8 @@ cdef class BaseLoop:
     cdef int _drop_ready(self) except -1
     cdef int _drop_timers(self) except -1
     cdef int _run_uv(self) except -1
+    cdef int _stop_with(self, object exc) except -1
+    cdef int _flush_writes(self) except -1
 
 
 cdef class UVHandle:
@@ -150,3 +156,54 @@ cdef class _SignalWakeup(UVHandle):
         bint installed
 
     cdef int _on_readable(self) except -1
+
+
+cdef class UVStream(UVHandle):
+    # A TCP or Unix stream connection (handles/stream.pxi).
+    cdef:
+        object sock              # the socket object; detached before uv_close
+        int fd
+        object protocol
+        object proxy             # the asyncio.Transport the protocol sees
+        dict extra
+        object server
+        bint buffered            # protocol is a BufferedProtocol
+        bint protocol_connected
+        bint protocol_paused     # pause_writing() was called
+        bint closing
+        bint eof
+        bint paused              # pause_reading()
+        bint reading             # uv_read_start is active
+        bint started             # connection_made has run
+        bint alive               # the libuv handle is open
+        bint flush_scheduled
+        bint view_held
+        int conn_lost
+        Py_ssize_t high_water
+        Py_ssize_t low_water
+        list wq                  # bytes objects not yet handed to libuv
+        Py_ssize_t wq_bytes
+        Py_ssize_t wq_head_offset
+        Py_ssize_t inflight_bytes
+        Py_buffer view           # a BufferedProtocol's buffer during a read
+        object read_error
+        object empty_waiter
+
+    cdef int _open_stream(self, BaseLoop loop, object sock, object protocol,
+                          object waiter, object extra, object server) except -1
+    cdef int _set_protocol(self, object protocol) except -1
+    cdef int _start_reading(self) except -1
+    cdef int _stop_reading(self) except -1
+    cdef int _alloc_read_buffer(self, uv.uv_buf_t* buf) except -1
+    cdef int _release_view(self) except -1
+    cdef int _on_read(self, ssize_t nread) except -1
+    cdef int _on_eof(self) except -1
+    cdef int _schedule_flush(self) except -1
+    cdef int _flush(self) except -1
+    cdef int _on_write_done(self, int status, Py_ssize_t nbytes) except -1
+    cdef int _shutdown_write(self) except -1
+    cdef int _maybe_pause_protocol(self) except -1
+    cdef int _maybe_resume_protocol(self) except -1
+    cdef int _fatal_error(self, object exc, str message) except -1
+    cdef int _force_close(self, object exc) except -1
+    cdef int _release(self) except -1

@@ -32,7 +32,16 @@ import warnings
 import weakref
 
 from asyncio import coroutines, events, format_helpers, futures, tasks
-from asyncio import Future, Task
+from asyncio import Future, Task, Transport, BufferedProtocol
+from asyncio.constants import _SendfileMode
+from asyncio.trsock import TransportSocket
+from asyncio.transports import _FlowControlMixin
+from functools import partial
+
+_SSL_HANDSHAKE_TIMEOUT = getattr(__import__('asyncio.constants').constants,
+                                 'SSL_HANDSHAKE_TIMEOUT', 60.0)
+_SSL_SHUTDOWN_TIMEOUT = getattr(__import__('asyncio.constants').constants,
+                                'SSL_SHUTDOWN_TIMEOUT', 30.0)
 
 try:
     from asyncio.base_events import _format_handle
@@ -73,5 +82,9 @@ include "handles/base.pxi"
 include "handles/poll.pxi"
 include "handles/signal.pxi"
 include "dns.pxi"
+include "handles/stream.pxi"
+include "handles/tcp.pxi"
+include "server.pxi"
+include "sock.pxi"
 include "loop.pxi"
 include "gc_support.pxi"

@@ -89,6 +89,12 @@ cdef class BaseLoop:
         self.slow_callback_duration = 0.1
         self._watchers = {}
         self._dirty_watchers = []
+        self._transports = {}
+        self._sockio = {}
+        self._flush_list = []
+        self.read_buffer = <char*>PyMem_RawMalloc(READ_BUFFER_SIZE)
+        if self.read_buffer == NULL:
+            raise MemoryError()
         self._signal_handlers = {}
         self._work = set()
         self._debug = coroutines._is_debug_mode()
@@ -103,6 +109,8 @@ cdef class BaseLoop:
         self._drop_timers()
         ring_free(&self.ready)
         heap_free(&self.timers)
+        PyMem_RawFree(self.read_buffer)
+        self.read_buffer = NULL
 
     # -- state ---------------------------------------------------------------
 
@@ -136,6 +144,26 @@ cdef class BaseLoop:
 
     def _check_callback(self, callback, method):
         self._require_callable(callback, method)
+
+    def _ensure_fd_no_transport(self, fd):
+        _ensure_fd_no_transport(self, fd)
+
+    # -- connections (asyncio's create_* build on these) ----------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        return _make_stream_transport(self, sock, protocol, waiter, extra, server)
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None,
+                       server=None, backlog=100,
+                       ssl_handshake_timeout=_SSL_HANDSHAKE_TIMEOUT,
+                       ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT):
+        _start_serving(self, protocol_factory, sock, sslcontext, server, backlog,
+                       ssl_handshake_timeout, ssl_shutdown_timeout)
+
+    def _stop_serving(self, sock):
+        _remove_watch(self, sock.fileno(), False)
+        sock.close()
 
     def _check_running(self):
         if self._running:
@@ -171,6 +199,10 @@ cdef class BaseLoop:
     @property
     def _closed(self):
         return self._closed
+
+    @property
+    def _debug(self):
+        return self._debug
 
     @property
     def _stopping(self):
@@ -350,6 +382,8 @@ cdef class BaseLoop:
         cdef PyObject* p
         cdef double delay
         cdef unsigned long long ms
+        if self._flush_list:
+            self._flush_writes()
         if self._dirty_watchers:
             _verify_dirty_watchers(self)
         if t.cancelled > 32 and t.cancelled * 2 > t.size:
@@ -381,6 +415,24 @@ cdef class BaseLoop:
             uv.uv_timer_start(&self.h.timer, _on_timer, ms, 0)
             self._armed_when = t.items[0].when
         return self._may_block()
+
+    cdef int _flush_writes(self) except -1:
+        # Stream writes queued during this iteration go out before the poll,
+        # one vectored uv_write per transport.
+        cdef list pending = self._flush_list
+        self._flush_list = []
+        for t in pending:
+            (<UVStream>t)._flush()
+        return 0
+
+    cdef int _stop_with(self, object exc) except -1:
+        # A SystemExit/KeyboardInterrupt raised in a callback made by libuv:
+        # it leaves run_forever() at the end of this iteration.
+        if self._raise_after_run is None:
+            self._raise_after_run = exc
+        if self.uvloop != NULL:
+            uv.uv_stop(self.uvloop)
+        return 0
 
     cdef inline bint _may_block(self) noexcept:
         return not (self._idle_active or self._stopping or
@@ -604,6 +656,9 @@ cdef class BaseLoop:
         cdef uv.uv_loop_t* loop = self.uvloop
         if loop == NULL:
             return 0
+        if self._transports:
+            for proxy in list(self._transports.values()):
+                (<UVStream>proxy._impl)._release()
         _close_watchers(self, dealloc)
         _wait_for_work(self)
         uv.uv_close(<uv.uv_handle_t*>&self.h.idle, NULL)

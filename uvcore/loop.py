@@ -4,14 +4,15 @@ not on a hot path."""
 import asyncio
 import warnings
 
-from ._uvcore import BaseLoop
+from ._uvcore import BaseLoop, SockMethods
 from .asyncgens import AsyncgenMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executors import ExecutorMixin
+from .network import NetworkMixin
 
 
-class Loop(BaseLoop, ExecutorMixin, AsyncgenMixin, ExceptionHandlerMixin,
-           asyncio.AbstractEventLoop):
+class Loop(BaseLoop, SockMethods, NetworkMixin, ExecutorMixin, AsyncgenMixin,
+           ExceptionHandlerMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
 
     def __init__(self):

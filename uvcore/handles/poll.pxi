@@ -97,6 +97,15 @@ cdef int _fileobj_to_fd(object fileobj) except -1:
     return fd
 
 
+cdef int _ensure_fd_no_transport(BaseLoop loop, object fd) except -1:
+    cdef int fileno = _fileobj_to_fd(fd)
+    transport = loop._transports.get(fileno)
+    if transport is not None:
+        raise RuntimeError(f'File descriptor {fd!r} is used by transport '
+                           f'{transport!r}')
+    return 0
+
+
 cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple args,
                        bint writing):
     cdef int fd
@@ -104,6 +113,8 @@ cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple arg
     cdef Handle h, old
     loop._require_open()
     fd = _fileobj_to_fd(fileobj)
+    if loop._transports:
+        _ensure_fd_no_transport(loop, fd)
     h = loop._make_handle(callback, args, None)
     h.persistent = True
     w = loop._watchers.get(fd)

@@ -1,0 +1,46 @@
+# TCP and Unix-socket stream transports: a UVStream on a uv_tcp_t or a
+# uv_pipe_t opened on a connected socket's fd (the socket object stays the
+# transport's, as in asyncio, and is detached before libuv closes the fd).
+
+from asyncio.base_events import _set_nodelay
+
+
+@cython.no_gc_clear
+cdef class TCPTransport(UVStream):
+    pass
+
+
+@cython.no_gc_clear
+cdef class UnixTransport(UVStream):
+    pass
+
+
+cdef object _make_stream_transport(BaseLoop loop, object sock, object protocol,
+                                   object waiter, object extra, object server):
+    cdef UVStream t
+    cdef int err
+    cdef int fd
+    loop._require_open()
+    fd = sock.fileno()
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    if sock.family == socket.AF_UNIX:
+        t = UnixTransport.__new__(UnixTransport)
+        t._alloc(loop, sizeof(uv.uv_pipe_t))
+        err = uv.uv_pipe_init(loop.uvloop, <uv.uv_pipe_t*>t.handle, 0)
+        if err < 0:
+            t._init_failed(err)
+        err = uv.uv_pipe_open(<uv.uv_pipe_t*>t.handle, fd)
+    else:
+        t = TCPTransport.__new__(TCPTransport)
+        t._alloc(loop, sizeof(uv.uv_tcp_t))
+        err = uv.uv_tcp_init(loop.uvloop, <uv.uv_tcp_t*>t.handle)
+        if err < 0:
+            t._init_failed(err)
+        _set_nodelay(sock)
+        err = uv.uv_tcp_open(<uv.uv_tcp_t*>t.handle, fd)
+    if err < 0:
+        t._close()          # the fd was not taken: it stays the socket's
+        raise uv_error(err)
+    t._open_stream(loop, sock, protocol, waiter, extra, server)
+    return t.proxy
