@@ -84,6 +84,8 @@ cdef class BaseLoop:
         list _flush_list            # stream transports with writes to hand to libuv
         char* read_buffer           # where stream reads land (one per loop)
         list _dirty_watchers        # watches changed since the last poll
+        list _lingering             # idle sock_* watchers, stopped when stale
+        unsigned long iteration     # loop iterations run so far
         dict _signal_handlers       # signum -> SignalWatcher
         object _wakeup              # SignalWakeup: Python signal handlers while asleep
         set _work                   # WorkRequests in libuv's thread pool
@@ -130,6 +132,9 @@ cdef class FdWatcher(UVHandle):
         int fd
         int mask
         bint dirty
+        bint lingering        # idle, kept registered for the next sock_* wait
+        unsigned long idle_since
+        object sock_key       # the socket object whose waits it serves
         Handle reader
         Handle writer
 
@@ -138,6 +143,7 @@ cdef class FdWatcher(UVHandle):
     cdef int _update(self) except -1
     cdef int _on_events(self, int status, int events) except -1
     cdef int _verify_fd(self) except -1
+    cdef int _unregister(self) except -1
 
 
 cdef class SignalWatcher(UVHandle):

@@ -89,6 +89,7 @@ cdef class BaseLoop:
         self.slow_callback_duration = 0.1
         self._watchers = {}
         self._dirty_watchers = []
+        self._lingering = []
         self._transports = {}
         self._sockio = {}
         self._flush_list = []
@@ -384,6 +385,8 @@ cdef class BaseLoop:
         cdef unsigned long long ms
         if self._flush_list:
             self._flush_writes()
+        if self._lingering:
+            _expire_lingering(self)
         if self._dirty_watchers:
             _verify_dirty_watchers(self)
         if t.cancelled > 32 and t.cancelled * 2 > t.size:
@@ -445,6 +448,7 @@ cdef class BaseLoop:
         cdef double now
         if self._raise_after_run is not None:
             return 0     # a signal handler raised during the poll: leave now
+        self.iteration += 1
         if t.size:
             now = uvc_monotonic()
             while t.size and t.items[0].when <= now:

@@ -53,7 +53,7 @@ cdef class _SockIO:
     cdef _idle(self, bint writing):
         cdef BaseLoop loop = self.loop
         if not loop._closed:
-            _remove_watch(loop, self.fd, writing)
+            _linger_watch(loop, self.fd, writing)
         if not self.readers and not self.writers:
             if loop._sockio.get(self.fd) is self:
                 del loop._sockio[self.fd]
@@ -94,9 +94,9 @@ cdef object _wait_io(BaseLoop loop, object sock, object op, bint writing):
     if len(queue) == 1:
         try:
             if writing:
-                _add_watch(loop, fd, io._on_writable, (), True)
+                _add_watch(loop, fd, io._on_writable, (), True, sock)
             else:
-                _add_watch(loop, fd, io._on_readable, (), False)
+                _add_watch(loop, fd, io._on_readable, (), False, sock)
         except BaseException:
             queue.pop()
             if not io.readers and not io.writers:

@@ -68,8 +68,18 @@ cdef class FdWatcher(UVHandle):
         self.mask = 0
         return 0
 
+    cdef int _unregister(self) except -1:
+        # Stop the epoll registration (the next start registers afresh).
+        if self.mask and self.handle != NULL:
+            uv.uv_poll_stop(<uv.uv_poll_t*>self.handle)
+        self.mask = 0
+        return 0
+
     cdef int _on_events(self, int status, int events) except -1:
         cdef BaseLoop loop = self.loop
+        if self.reader is None and self.writer is None:
+            self._unregister()      # a lingering watch saw an event: stop it
+            return 0
         if status < 0:
             # An error on the fd: let both callbacks find it out.
             events = uv.UV_READABLE | uv.UV_WRITABLE
@@ -107,7 +117,10 @@ cdef int _ensure_fd_no_transport(BaseLoop loop, object fd) except -1:
 
 
 cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple args,
-                       bint writing):
+                       bint writing, object sock_key=None):
+    # sock_key: the socket object, for the sock_* methods. A watch left
+    # lingering by a sock_* wait on the same socket object is reused as it
+    # is (no epoll change at all); any other use registers the fd afresh.
     cdef int fd
     cdef FdWatcher w
     cdef Handle h, old
@@ -121,6 +134,11 @@ cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple arg
     if w is None:
         w = FdWatcher.new(loop, fd)
         loop._watchers[fd] = w
+    elif w.lingering:
+        w.lingering = False
+        if sock_key is None or w.sock_key is not sock_key:
+            w._unregister()
+    w.sock_key = sock_key
     if writing:
         old = w.writer
         w.writer = h
@@ -164,6 +182,63 @@ cdef bint _remove_watch(BaseLoop loop, object fileobj, bint writing) except -1:
     return True
 
 
+cdef int _linger_watch(BaseLoop loop, int fd, bint writing) except -1:
+    # A sock_* wait is over. Its watch stays registered for a couple of
+    # iterations, since the same task usually waits on the same socket again
+    # soon (ping-pong): that saves an epoll DEL and ADD per wait.
+    cdef FdWatcher w = loop._watchers.get(fd)
+    cdef Handle old
+    if w is None:
+        return 0
+    if writing:
+        old = w.writer
+        w.writer = None
+    else:
+        old = w.reader
+        w.reader = None
+    if old is not None:
+        old.cancel()
+    if w.reader is None and w.writer is None and w.sock_key is not None:
+        w.lingering = True
+        w.idle_since = loop.iteration
+        loop._lingering.append(w)
+    elif w.reader is None and w.writer is None:
+        del loop._watchers[fd]
+        w._close()
+    else:
+        w._update()
+    return 0
+
+
+cdef int _expire_lingering(BaseLoop loop) except -1:
+    # Before the poll: close the lingering watches not reused since.
+    cdef list keep = []
+    cdef FdWatcher w
+    for w in loop._lingering:
+        if not w.lingering or w.handle == NULL:
+            continue
+        if loop.iteration - w.idle_since < 2:
+            keep.append(w)
+            continue
+        w.lingering = False
+        w.sock_key = None
+        if loop._watchers.get(w.fd) is w:
+            del loop._watchers[w.fd]
+        w._close()
+    loop._lingering = keep
+    return 0
+
+
+cdef int _drop_idle_watch(BaseLoop loop, int fd) except -1:
+    # A transport is about to own fd: libuv allows one watcher per fd.
+    cdef FdWatcher w = loop._watchers.get(fd)
+    if w is not None and w.reader is None and w.writer is None:
+        w.lingering = False
+        del loop._watchers[fd]
+        w._close()
+    return 0
+
+
 cdef int _verify_dirty_watchers(BaseLoop loop) except -1:
     cdef list dirty = loop._dirty_watchers
     cdef FdWatcher w
@@ -184,6 +259,7 @@ cdef int _close_watchers(BaseLoop loop, bint dealloc) except -1:
         w._close()
     loop._watchers.clear()
     loop._dirty_watchers = []
+    loop._lingering = []
     _close_signal_watchers(loop, dealloc)
     if loop._wakeup is not None:
         (<_SignalWakeup>loop._wakeup)._close()

@@ -24,6 +24,8 @@ cdef object _make_stream_transport(BaseLoop loop, object sock, object protocol,
     fd = sock.fileno()
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
+    if fd in loop._watchers:
+        _drop_idle_watch(loop, fd)
     if sock.family == socket.AF_UNIX:
         t = UnixTransport.__new__(UnixTransport)
         t._alloc(loop, sizeof(uv.uv_pipe_t))
