@@ -121,7 +121,18 @@ class Recorder(asyncio.Protocol):
         self.lost_exc = None
         self.pauses = 0
         self.resumes = 0
+        self.problems = []      # callback-order violations seen
         self._waiter = None
+
+    def _check_order(self, callback):
+        if "made" not in self.events:
+            self.problems.append(f"{callback} before connection_made")
+        if "lost" in self.events:
+            self.problems.append(f"{callback} after connection_lost")
+        if callback == "data_received" and "eof" in self.events:
+            self.problems.append("data_received after eof_received")
+        if callback == "eof_received" and "eof" in self.events:
+            self.problems.append("eof_received twice")
 
     def _wake(self):
         w = self._waiter
@@ -129,13 +140,18 @@ class Recorder(asyncio.Protocol):
             w.set_result(None)
 
     def connection_made(self, transport):
+        if self.events:
+            self.problems.append("connection_made called twice or late")
         self.transport = transport
         self.events.append("made")
         self.made.set_result(transport)
 
     def data_received(self, data):
-        assert isinstance(data, bytes), type(data)
-        assert data, "data_received() called with empty data"
+        self._check_order("data_received")
+        if not isinstance(data, bytes):
+            self.problems.append(f"data_received({type(data).__name__})")
+        if not data:
+            self.problems.append("data_received() with empty data")
         self.data_calls += 1
         if not self.events or self.events[-1] != "data":
             self.events.append("data")
@@ -143,6 +159,7 @@ class Recorder(asyncio.Protocol):
         self._wake()
 
     def eof_received(self):
+        self._check_order("eof_received")
         self.events.append("eof")
         if not self.eof.done():
             self.eof.set_result(None)
@@ -150,6 +167,10 @@ class Recorder(asyncio.Protocol):
         return self.keep_open_on_eof
 
     def connection_lost(self, exc):
+        if "made" not in self.events:
+            self.problems.append("connection_lost before connection_made")
+        if "lost" in self.events:
+            self.problems.append("connection_lost called twice")
         self.events.append("lost")
         self.lost_exc = exc
         if not self.lost.done():
@@ -171,11 +192,6 @@ class Recorder(asyncio.Protocol):
             self._waiter = self.loop.create_future()
             await self._waiter
         return bytes(self.data)
-
-    async def wait_eof_or_lost(self):
-        while not (self.eof.done() or self.lost.done()):
-            self._waiter = self.loop.create_future()
-            await self._waiter
 
 
 class HalfOpenRecorder(Recorder):
@@ -222,6 +238,7 @@ async def close_transport(transport, proto=None):
         transport.close()
     if proto is not None:
         await asyncio.wait_for(asyncio.shield(proto.lost), 5)
+        assert not getattr(proto, "problems", None), proto.problems
 
 
 async def close_server(server):
@@ -459,3 +476,6 @@ class Pair:
                     await asyncio.wait_for(asyncio.shield(proto.lost), 5)
         if self.server is not None:
             await close_server(self.server)
+        await asyncio.sleep(0)
+        for proto in (self.cproto, self.sproto, *self.side.protocols):
+            assert not getattr(proto, "problems", None), proto.problems

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from _net_helpers import (
-    Echo, HalfOpenRecorder, Pair, Recorder, pattern, run, set_linger_zero, spin,
+    Echo, HalfOpenRecorder, Pair, connected_pair, Recorder, pattern, run, set_linger_zero, spin,
     wait_until,
 )
 
@@ -722,6 +722,7 @@ def test_switch_from_buffered_protocol_to_protocol(loop):
             await wait_until(lambda: len(pair.sproto.received) >= 8)
             rec = Recorder()
             rec.transport = pair.stransport
+            rec.events.append("made")      # it takes over a live transport
             pair.stransport.set_protocol(rec)
             pair.ctr.write(b"plain")
             assert await rec.wait_bytes(5) == b"plain"
@@ -731,5 +732,31 @@ def test_switch_from_buffered_protocol_to_protocol(loop):
             pair.sproto = None
         finally:
             await pair.aclose()
+
+    run(loop, main())
+
+
+def test_peer_reset_while_writing_reports_the_error(loop):
+    async def main():
+        calls = _handler_log(loop)
+        c, s = connected_pair()
+        try:
+            tr, proto = await loop.create_connection(Recorder, sock=c)
+            tr.pause_reading()             # only the write side can notice
+            tr.write(pattern(16 * MiB))
+            assert tr.get_write_buffer_size() > 0
+            set_linger_zero(s)
+            s.close()
+            exc = await asyncio.wait_for(proto.lost, 5)
+            assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), \
+                exc
+            assert tr.is_closing()
+            assert tr.get_write_buffer_size() == 0
+            # An OSError from the socket is not reported to the handler.
+            assert calls == []
+            assert not proto.problems
+        finally:
+            s.close()
+            c.close()
 
     run(loop, main())

@@ -299,6 +299,7 @@ def test_get_and_set_protocol(loop):
             assert tr.get_protocol() is pair.cproto
             other = Recorder()
             other.transport = tr
+            other.events.append("made")    # it takes over a live transport
             tr.set_protocol(other)
             assert tr.get_protocol() is other
             tr.write(b"to other")
@@ -402,6 +403,8 @@ def test_create_server_all_interfaces(loop, host):
             assert socks
             expected = {info[0] for info in socket.getaddrinfo(
                 None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
+            if not HAS_IPV6:
+                expected.discard(socket.AF_INET6)
             assert {s.family for s in socks} == expected
             for s in socks:
                 assert _listening(s)
@@ -1055,5 +1058,145 @@ def test_cancelled_create_connection_leaves_nothing_behind(loop):
             await spin()
             # The socket create_connection made for the attempt is closed.
             assert open_fds() == before
+
+    run(loop, main())
+
+
+# ---------------------------------------------------------------------------
+# More transport life-cycle details
+
+
+class Greeter(Recorder):
+    """Writes as soon as it is connected."""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        transport.write(b"greetings from " + type(self).__name__.encode())
+
+
+class ServerGreeter(Greeter):
+    pass
+
+
+def test_write_from_connection_made(loop):
+    async def main():
+        pair = await Pair.tcp(loop, client=Greeter, server=ServerGreeter)
+        try:
+            assert await pair.cproto.wait_bytes(28) == \
+                b"greetings from ServerGreeter"
+            assert await pair.sproto.wait_bytes(22) == \
+                b"greetings from Greeter"
+        finally:
+            await pair.aclose()
+
+    run(loop, main())
+
+
+def test_close_from_connection_made(loop):
+    class Closer(Recorder):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            transport.write(b"bye")
+            transport.close()
+
+    async def main():
+        side = ServerSide(Closer)
+        server = await loop.create_server(side, "127.0.0.1", 0)
+        try:
+            tr, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", server_port(server))
+            await asyncio.wait_for(proto.lost, 5)
+            assert proto.data == b"bye"
+            assert proto.events == ["made", "data", "eof", "lost"]
+            sp = side.protocols[0]
+            await asyncio.wait_for(sp.lost, 5)
+            assert sp.events == ["made", "lost"]
+            assert not proto.problems and not sp.problems
+        finally:
+            await close_server(server)
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+def test_extra_info_is_kept_after_close(loop, host):
+    async def main():
+        pair = await Pair.tcp(loop, host)
+        tr = pair.ctr
+        sockname = tr.get_extra_info("sockname")
+        peername = tr.get_extra_info("peername")
+        await pair.aclose()
+        assert tr.is_closing()
+        assert tr.get_extra_info("sockname") == sockname
+        assert tr.get_extra_info("peername") == peername
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize("how", ["sock", "accepted"])
+def test_data_sent_before_adoption_is_delivered(loop, how):
+    async def main():
+        c, s = connected_pair()
+        mine, peer = (c, s) if how == "sock" else (s, c)
+        try:
+            peer.sendall(b"early bird")
+            peer.shutdown(socket.SHUT_WR)
+            await asyncio.sleep(0.02)
+            if how == "sock":
+                tr, proto = await loop.create_connection(Recorder, sock=mine)
+            else:
+                tr, proto = await loop.connect_accepted_socket(Recorder, mine)
+            await asyncio.wait_for(proto.lost, 5)
+            assert proto.data == b"early bird"
+            assert proto.events == ["made", "data", "eof", "lost"]
+            assert not proto.problems
+        finally:
+            peer.close()
+            mine.close()
+
+    run(loop, main())
+
+
+def _open_fd_count():
+    return len(os.listdir("/proc/self/fd"))
+
+
+@requires_linux
+def test_failed_create_server_leaks_no_socket(loop):
+    async def main():
+        with listening_socket("127.0.0.2") as busy:
+            port = busy.getsockname()[1]
+            await spin()
+            before = _open_fd_count()
+            for _ in range(3):
+                with pytest.raises(OSError) as ei:
+                    await loop.create_server(
+                        Echo, ["127.0.0.1", "127.0.0.2"], port)
+                assert ei.value.errno == errno.EADDRINUSE
+            await spin()
+            assert _open_fd_count() == before
+            # The port on 127.0.0.1 was released again.
+            server = await loop.create_server(Echo, "127.0.0.1", port)
+            await close_server(server)
+
+    run(loop, main())
+
+
+@requires_linux
+def test_failed_create_connection_leaks_no_socket(loop, monkeypatch):
+    fake = FakeResolver(monkeypatch)
+    fake.add("refused.uvcore.invalid",
+             [("127.0.0.1", free_port()), ("127.0.0.2", free_port())])
+
+    async def main():
+        await spin()
+        before = _open_fd_count()
+        for kw in ({}, {"happy_eyeballs_delay": 0.01}):
+            for _ in range(3):
+                with pytest.raises(OSError):
+                    await loop.create_connection(
+                        Recorder, "refused.uvcore.invalid", 1, **kw)
+        await spin()
+        assert _open_fd_count() == before
 
     run(loop, main())
