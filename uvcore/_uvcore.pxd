@@ -194,6 +194,11 @@ cdef class UVStream(UVHandle):
         Py_buffer view           # a BufferedProtocol's buffer during a read
         object read_error
         object empty_waiter
+        object data_received     # the protocol's bound methods, looked up once
+        object buffer_updated
+        object get_buffer
+        object read_obj          # bytes object a large read goes straight into
+        Py_ssize_t last_nread
 
     cdef int _open_stream(self, BaseLoop loop, object sock, object protocol,
                           object waiter, object extra, object server) except -1

@@ -16,6 +16,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 
 cdef size_t READ_BUFFER_SIZE = 256 * 1024
+cdef Py_ssize_t LARGE_READ = 64 * 1024     # reads this big skip the copy
+
+cdef extern from "Python.h":
+    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
 cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 
@@ -102,6 +106,13 @@ cdef class UVStream(UVHandle):
         self.protocol = protocol
         self.protocol_connected = True
         self.buffered = isinstance(protocol, BufferedProtocol)
+        if self.buffered:
+            self.get_buffer = protocol.get_buffer
+            self.buffer_updated = protocol.buffer_updated
+            self.data_received = None
+        else:
+            self.data_received = protocol.data_received
+            self.get_buffer = self.buffer_updated = None
         return 0
 
     # -- reading -------------------------------------------------------------
@@ -130,14 +141,20 @@ cdef class UVStream(UVHandle):
         buf.base = NULL
         buf.len = 0
         if not self.buffered:
-            buf.base = loop.read_buffer
+            if self.last_nread >= LARGE_READ:
+                # Large messages: read straight into the bytes object that
+                # data_received gets (shrunk to size after), not via a copy.
+                self.read_obj = PyBytes_FromStringAndSize(NULL, READ_BUFFER_SIZE)
+                buf.base = PyBytes_AS_STRING(self.read_obj)
+            else:
+                buf.base = loop.read_buffer
             buf.len = READ_BUFFER_SIZE
             return 0
         if self.view_held:
             PyBuffer_Release(&self.view)
             self.view_held = False
         try:
-            b = self.protocol.get_buffer(-1)
+            b = self.get_buffer(-1)
             PyObject_GetBuffer(b, &self.view, PyBUF_WRITABLE)
             self.view_held = True
             if self.view.len == 0:
@@ -160,23 +177,34 @@ cdef class UVStream(UVHandle):
 
     cdef int _on_read(self, ssize_t nread) except -1:
         cdef BaseLoop loop = self.loop
+        cdef PyObject* obj
         if nread == 0:                       # EAGAIN: nothing read
             self._release_view()
+            self.read_obj = None
             return 0
         if nread > 0:
             if self.buffered:
                 self._release_view()
                 try:
-                    self.protocol.buffer_updated(nread)
+                    self.buffer_updated(nread)
                 except (SystemExit, KeyboardInterrupt) as exc:
                     loop._stop_with(exc)
                 except BaseException as exc:
                     self._fatal_error(
                         exc, 'Fatal error: protocol.buffer_updated() call failed.')
             else:
-                data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
+                self.last_nread = nread
+                if self.read_obj is not None:
+                    obj = <PyObject*>self.read_obj
+                    Py_INCREF(obj)
+                    self.read_obj = None        # obj holds the only reference
+                    _PyBytes_Resize(&obj, nread)
+                    data = <object>obj
+                    Py_DECREF(obj)
+                else:
+                    data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
                 try:
-                    self.protocol.data_received(data)
+                    self.data_received(data)
                 except (SystemExit, KeyboardInterrupt) as exc:
                     loop._stop_with(exc)
                 except BaseException as exc:
@@ -184,6 +212,7 @@ cdef class UVStream(UVHandle):
                         exc, 'Fatal error: protocol.data_received() call failed.')
             return 0
         self._release_view()
+        self.read_obj = None
         if nread == uv.UV_EOF:
             self._on_eof()
         elif nread == uv.UV_ENOBUFS and self.read_error is not None:
@@ -241,6 +270,26 @@ cdef class UVStream(UVHandle):
         cdef Py_buffer view
         cdef uv.uv_buf_t buf
         cdef int n
+        if type(data) is bytes and self.wq_bytes == 0 and \
+                self.inflight_bytes == 0 and not self.conn_lost and \
+                not self.eof and self.empty_waiter is None and self.handle != NULL:
+            # The common case: nothing queued, bytes, the kernel takes it all.
+            buf.base = PyBytes_AS_STRING(data)
+            buf.len = PyBytes_GET_SIZE(data)
+            if buf.len == 0:
+                return
+            n = uv.uv_try_write(<uv.uv_stream_t*>self.handle, &buf, 1)
+            if n == <int>buf.len:
+                return
+            if n < 0 and n != uv.UV_EAGAIN:
+                self._fatal_error(uv_error(n), 'Fatal write error on socket transport')
+                return
+            self.wq.append(data)
+            self.wq_head_offset = n if n > 0 else 0
+            self.wq_bytes += buf.len - self.wq_head_offset
+            self._schedule_flush()
+            self._maybe_pause_protocol()
+            return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
