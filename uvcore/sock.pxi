@@ -106,6 +106,20 @@ cdef object _wait_io(BaseLoop loop, object sock, object op, bint writing):
     return fut
 
 
+cdef bint _waited_last_time(BaseLoop loop, object sock) except -1:
+    # True if the last read on this very socket object had to wait and its
+    # watch still lingers: in a request/response exchange the next read will
+    # almost surely have to wait too, so it waits at once instead of paying
+    # for a recv() that fails with EAGAIN. (Data already there is then read
+    # on the next poll, one iteration later.)
+    cdef FdWatcher w
+    if not loop._lingering:
+        return False
+    w = loop._watchers.get(sock.fileno())
+    return w is not None and w.lingering and w.sock_key is sock and \
+        w.mask & uv.UV_READABLE
+
+
 cdef int _check_nonblocking(BaseLoop loop, object sock) except -1:
     _check_ssl_socket(sock)
     if loop._debug and sock.gettimeout() != 0:
@@ -150,19 +164,21 @@ class SockMethods:
     async def sock_recv(self, sock, n):
         cdef BaseLoop loop = self
         _check_nonblocking(loop, sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if not _waited_last_time(loop, sock):
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await _wait_io(loop, sock, partial(sock.recv, n), False)
 
     async def sock_recv_into(self, sock, buf):
         cdef BaseLoop loop = self
         _check_nonblocking(loop, sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if not _waited_last_time(loop, sock):
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await _wait_io(loop, sock, partial(sock.recv_into, buf), False)
 
     async def sock_recvfrom(self, sock, bufsize):
