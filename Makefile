@@ -28,7 +28,7 @@ STAMPS := $(VENV)/.stamps
 LIBUV_STAMP := vendor/libuv/.uvcore-source.json
 
 .DEFAULT_GOAL := build
-.PHONY: all build test bench wheel sdist fetch clean distclean debian-packages
+.PHONY: all build test bench wheel sdist fetch clean distclean debian-packages bench-debian-packages
 
 # Prints one requirement per line: build-system requires ("build") or an
 # optional-dependencies extra ("test", "bench").
@@ -57,6 +57,12 @@ $(VPY):
 
 # Checked on every run (cheap: one dpkg-query per package); apt-get runs only
 # when something is missing, with a single "apt-get update" first.
+# Debian packages the side-by-side benchmark needs on top (wrk: the HTTP load).
+BENCH_DEBIAN_PACKAGES := wrk gcc
+
+bench-debian-packages:
+	@$(MAKE) --no-print-directory debian-packages DEBIAN_PACKAGES="$(DEBIAN_PACKAGES) $(BENCH_DEBIAN_PACKAGES)"
+
 debian-packages:
 	@missing=""; \
 	for pkg in $(DEBIAN_PACKAGES); do \
@@ -102,7 +108,7 @@ test: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
 	@test -s $(PYTEST_REPORT) || { printf '\n%s\n' "make test: pytest ended before finishing its session\
 	  (no $(PYTEST_REPORT)): a test probably ended the process; failing." >&2; exit 1; }
 
-bench: debian-packages $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
+bench: bench-debian-packages $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
 
 wheel: debian-packages $(STAMPS)/build-tool $(LIBUV_STAMP)
