@@ -104,6 +104,7 @@ cdef class BaseLoop:
     def __dealloc__(self):
         # No Python-level attribute of self may be used here: for a subclass
         # instance, its __dict__ is already gone.
+        self._closed = True
         if self.uvloop != NULL:
             self._close_uv(True)
         self._drop_ready()

@@ -577,7 +577,9 @@ cdef class UVStream(UVHandle):
         self.protocol = None
         server = self.server
         self.server = None
-        if server is not None:
+        if server is not None and loop is not None and not loop._closed:
+            # (A closing loop drops its transports without telling their
+            # server: waking its waiters would schedule callbacks.)
             _server_detach(server, self.proxy)
         Py_DECREF(<PyObject*>self)      # the reference taken in _open_stream
         return 0
