@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""uvcore micro benchmark runner (scheduling side).
+"""uvcore benchmark runner: scheduling micro benchmarks and network benchmarks.
 
-    python benchmarks/run.py [--loops uvcore,uvloop,asyncio] [--rounds 5]
-                             [--workloads call_soon,...] [--quick] [--no-pin]
+    python benchmarks/run.py [--suite micro|net|all] [--loops uvcore,uvloop,asyncio]
+                             [--rounds 5] [--net-rounds 3] [--workloads call_soon,...]
+                             [--quick] [--no-pin]
 
 Method (see /work/shared/BENCHMARKING.md and benchmarks/README.md): for each
-round, every loop runs once, in rotated order (A B C, B C A, C A B, ...).  One
-run is one child process (``run.py --child LOOP``), pinned to one CPU with
-taskset, that runs every selected workload once on a fresh event loop after a
-short warm-up and prints one JSON line per workload.  The parent reports
-``median [min-max]`` over rounds, ratios of medians to uvloop, the targets,
-and writes benchmarks/results/latest.json and latest.png.
+round, every loop runs once, in rotated order (A B C, B C A, C A B, ...).
 
-Standard library only, plus matplotlib (optional) for the chart.
+* micro suite: one run is one child process (``run.py --child LOOP``), pinned
+  to one CPU with taskset, that runs every selected workload once on a fresh
+  event loop after a short warm-up and prints one JSON line per workload.
+* net suite (benchmarks/net.py): one server process per (round, workload,
+  loop) pinned to CPU 0, primed, then driven by a C load generator (or wrk
+  for HTTP) pinned to CPU 1; a C epoll server runs alongside as the ceiling.
+
+The parent reports ``median [min-max]`` over rounds, ratios of medians to
+uvloop, the targets, and writes benchmarks/results/latest.json and latest.png
+(both suites in one file and one figure).
+
+Standard library only, plus matplotlib (optional) for the chart; a C compiler
+and wrk (and httptools in the interpreter) for the net suite.
 """
 
 import argparse
@@ -417,7 +425,15 @@ def short_of_clean(samples, loops, workloads, want):
             if any((w, l) in seen and cnt.get((w, l), 0) < want for l in loops)]
 
 
-def summarize(samples, errors, loops, workloads, rounds):
+# uvcore / asyncio must be above this (in addition to TARGETS); filled from net.py
+TARGETS_VS_ASYNCIO = {}
+
+
+def summarize(samples, errors, loops, workloads, rounds, suite):
+    """Per-workload statistics of one suite: per loop median [min-max] over the
+    samples used (see _use_clean), ratios of medians, same-round ratios,
+    ops per CPU-second, verdict against the targets."""
+    samples = [s for s in samples if s.get("suite", "micro") == suite]
     by = {}
     for s in samples:
         by.setdefault((s["workload"], s["loop"]), []).append(s)
@@ -426,11 +442,15 @@ def summarize(samples, errors, loops, workloads, rounds):
         used[k] = _use_clean(ss, rounds)
     nerr = {}
     for e in errors:
+        if e.get("suite", "micro") != suite:
+            continue
         for w in ([e["workload"]] if e["workload"] else workloads):
             nerr[(w, e["loop"])] = nerr.get((w, e["loop"]), 0) + 1
     summary = {}
     for w in workloads:
-        ent = {"target": TARGETS.get(w), "loops": {}, "ratios": {}, "paired": {}}
+        ent = {"suite": suite, "target": TARGETS.get(w),
+               "target_vs_asyncio": TARGETS_VS_ASYNCIO.get(w),
+               "loops": {}, "ratios": {}, "paired": {}, "cpu_ratios": {}}
         for l in loops:
             ss, noisy = used.get((w, l), ([], False))
             rates = [s["rate"] for s in ss]
@@ -454,19 +474,34 @@ def summarize(samples, errors, loops, workloads, rounds):
                 ma, mb = ent["loops"][a]["median"], ent["loops"][b]["median"]
                 key = "%s/%s" % (a, b)
                 ent["ratios"][key] = (ma / mb) if (ma and mb) else None
+                ca, cb = ent["loops"][a]["cpu_rate_median"], ent["loops"][b]["cpu_rate_median"]
+                ent["cpu_ratios"][key] = (ca / cb) if (ca and cb) else None
                 # same-round ratios over the samples used for the medians
                 ra = {s["round"]: s["rate"] for s in used.get((w, a), ([], 0))[0]}
                 rb = {s["round"]: s["rate"] for s in used.get((w, b), ([], 0))[0]}
                 ent["paired"][key] = [ra[r] / rb[r] for r in sorted(ra) if r in rb]
         key = "%s/%s" % (SUBJECT, BASELINE)
+        akey = "%s/asyncio" % SUBJECT
         r = ent["ratios"].get(key)
         t = ent["target"]
-        if t is None or r is None:
+        ta = ent["target_vs_asyncio"]
+        ra_ = ent["ratios"].get(akey)
+        if t is None or r is None or (ta is not None and ra_ is None):
             ent["pass"] = None
         else:
-            ent["pass"] = r >= t
-            pr = ent["paired"].get(key, [])
-            ent["rounds_meeting_target"] = "%d/%d" % (sum(1 for x in pr if x >= t), len(pr))
+            ent["pass"] = r >= t and (ta is None or ra_ > ta)
+            # rounds in which the same-round ratio(s) met the target(s)
+            ss = {x["round"]: x["rate"] for x in used.get((w, SUBJECT), ([], 0))[0]}
+            sb = {x["round"]: x["rate"] for x in used.get((w, BASELINE), ([], 0))[0]}
+            sa = {x["round"]: x["rate"] for x in used.get((w, "asyncio"), ([], 0))[0]}
+            met = tot = 0
+            for rnd in sorted(ss):
+                if rnd not in sb or (ta is not None and rnd not in sa):
+                    continue
+                tot += 1
+                if ss[rnd] / sb[rnd] >= t and (ta is None or ss[rnd] / sa[rnd] > ta):
+                    met += 1
+            ent["rounds_meeting_target"] = "%d/%d" % (met, tot)
         summary[w] = ent
     return summary
 
@@ -515,10 +550,45 @@ def _table(headers, rows):
     return "\n".join(out)
 
 
-def render_report(res):
+SUITE_TITLES = {
+    "micro": "micro: scheduling (operations/s; child pinned to one CPU)",
+    "net": "net: echo round trips/s and HTTP requests/s (server on one CPU, load generator "
+           "on the other)",
+}
+
+
+def _tfmt(t):
+    """1.05 -> '1.05', 1.1 -> '1.1', 2 -> '2.0'"""
+    s = ("%.2f" % t).rstrip("0")
+    return s + "0" if s.endswith(".") else s
+
+
+def _target_text(ent):
+    t = ent.get("target")
+    if not t:
+        return "-"
+    s = ">= %sx" % _tfmt(t)
+    if ent.get("target_vs_asyncio") is not None:
+        s += ", > asyncio"
+    return s
+
+
+def _verdict(ent, avail):
+    t = ent.get("target")
+    if ent["pass"] is None:
+        if not t:
+            return "-"
+        if (SUBJECT in avail and ent["loops"][SUBJECT]["median"] is None
+                and ent["loops"][SUBJECT]["errors"]):
+            return "ERROR"
+        return "n/a"
+    return "%s (%s rounds)" % ("PASS" if ent["pass"] else "FAIL", ent["rounds_meeting_target"])
+
+
+def _suite_tables(res, suite):
     loops = res["loops_requested"]
     avail = [l for l in loops if res["loops"][l]["available"]]
-    summary = res["summary"]
+    summary = {w: e for w, e in res["summary"].items() if e.get("suite", "micro") == suite}
     out = []
     ratio_keys = []
     for a in loops:
@@ -527,8 +597,13 @@ def render_report(res):
     if SUBJECT in loops and "asyncio" in loops:
         ratio_keys.append("%s/asyncio" % SUBJECT)
     show_target = SUBJECT in loops and BASELINE in loops
+    ceiling = (res.get("net") or {}).get("ceiling") if suite == "net" else None
+    show_ceiling = bool(ceiling)
 
-    headers = ["workload"] + ["%s median [min-max]" % l for l in loops] + ratio_keys
+    headers = ["workload"] + ["%s median [min-max]" % l for l in loops]
+    if show_ceiling:
+        headers.append("C epoll (ceiling)")
+    headers += ratio_keys
     if show_target:
         headers += ["target %s/%s" % (SUBJECT, BASELINE), "result"]
     rows = []
@@ -536,66 +611,132 @@ def render_report(res):
         row = [LABELS.get(w, w)]
         for l in loops:
             row.append(_fmt_cell(ent["loops"][l]) if l in avail else "missing")
+        if show_ceiling:
+            row.append(_fmt_cell(ceiling.get(ent.get("ceiling_key"))))
         for k in ratio_keys:
             row.append(_fmt_ratio(ent["ratios"].get(k), ent["paired"].get(k)))
         if show_target:
-            t = ent["target"]
-            row.append(">= %.1fx" % t if t else "-")
-            if ent["pass"] is None:
-                if not t:
-                    row.append("-")
-                elif (SUBJECT in avail and ent["loops"][SUBJECT]["median"] is None
-                      and ent["loops"][SUBJECT]["errors"]):
-                    row.append("ERROR")
-                else:
-                    row.append("n/a")
-            else:
-                row.append("%s (%s rounds)" % ("PASS" if ent["pass"] else "FAIL",
-                                               ent["rounds_meeting_target"]))
+            row += [_target_text(ent), _verdict(ent, avail)]
         rows.append(row)
     out.append(_table(headers, rows))
-    out.append("rates in operations/s (M = 1e6, k = 1e3), %d round(s)%s; ratios are of medians, "
+    sm = res[suite]
+    out.append("rates per second (M = 1e6, k = 1e3), %d round(s)%s; ratios are of medians, "
                "[min-max] of the same-round ratios." % (
-                   res["rounds"], " + %d extra" % res["extra_rounds"] if res["extra_rounds"] else ""))
+                   sm["rounds"], " + %d extra" % sm["extra_rounds"] if sm["extra_rounds"] else ""))
 
-    # CPU efficiency (ops per CPU-second of the child), medians
+    # CPU efficiency, medians
     if avail:
-        headers2 = ["workload (ops per CPU-second)"] + avail
+        what = ("ops per CPU-second of the child" if suite == "micro"
+                else "round trips (requests) per server CPU-second")
+        headers2 = ["workload (%s)" % what] + avail
+        if show_ceiling:
+            headers2.append("C epoll")
+        ckeys = [k for k in ratio_keys if k.split("/")[0] in avail and k.split("/")[1] in avail]
+        headers2 += ckeys
         rows2 = []
         for w, ent in summary.items():
-            rows2.append([LABELS.get(w, w)] + [_fmt_rate(ent["loops"][l]["cpu_rate_median"])
-                                               for l in avail])
+            row = [LABELS.get(w, w)] + [_fmt_rate(ent["loops"][l]["cpu_rate_median"])
+                                        for l in avail]
+            if show_ceiling:
+                c = ceiling.get(ent.get("ceiling_key"))
+                row.append(_fmt_rate(c.get("cpu_rate_median")) if c else "-")
+            row += [_fmt_ratio(ent["cpu_ratios"].get(k)) for k in ckeys]
+            rows2.append(row)
         out.append("")
         out.append(_table(headers2, rows2))
+
+    # noise
+    ss = [s for s in res["samples"] if s.get("suite", "micro") == suite]
+    dist = [s for s in ss if s.get("disturbed")]
+    retried = [s for s in ss if len(s.get("attempts_other_cpu") or []) > 1]
+    if dist or retried:
+        excluded = sum(ent["loops"][l]["n_samples"] - ent["loops"][l]["n_used"]
+                       for ent in summary.values() for l in avail)
+        thr = sm.get("disturbed_threshold", DISTURBED)
+        skipped = sum(1 for s in ss if s.get("retry_skipped"))
+        out.append("")
+        out.append("noise: %d measurement(s) disturbed (other processes used > %d%% of a CPU): "
+                   "%d re-measured at once%s; %d sample(s) still disturbed, %d left out of the "
+                   "statistics; %d extra round(s) run%s.%s"
+                   % (len(retried) + skipped, thr * 100, len(retried),
+                      ", %d not (time budget)" % skipped if skipped else "",
+                      len(dist), excluded, sm["extra_rounds"],
+                      " (%d skipped: time budget)" % sm["extra_rounds_skipped_for_budget"]
+                      if sm.get("extra_rounds_skipped_for_budget") else "",
+                      " '*' = too few clean samples, statistics include disturbed ones."
+                      if any(ent["loops"][l]["uses_disturbed"] for ent in summary.values()
+                             for l in avail) else ""))
+    if suite == "net":
+        n = res["net"]
+        if n.get("error"):
+            out.append("net suite NOT RUN: %s" % n["error"].splitlines()[0])
+        else:
+            out.append("net: %d connections, %.1f s measured after %.1f s warm-up (wrk: whole "
+                       "seconds, no warm-up), servers primed with %.1f s of load first, %s; %s"
+                       % (n["connections"], n["net_time_s"], n["warmup_time_s"],
+                          n["prime_time_s"], n["transport"] + (" (HTTP: tcp)" if
+                                                               n["transport"] != "tcp" else ""),
+                          n["pinning"]))
+            out.append("load generators: loadgen.c (%s %s), %s; httptools %s"
+                       % (n.get("cc", "?"), n.get("cflags", ""), n.get("wrk") or "wrk missing",
+                          n.get("httptools") or "missing"))
+        warned = [s for s in ss if s.get("server_stderr")]
+        if warned:
+            out.append("note: %d server(s) wrote to stderr (see server_stderr in the JSON), "
+                       "e.g. %s %s: %s" % (len(warned), warned[0]["loop"], warned[0]["workload"],
+                                           warned[0]["server_stderr"].splitlines()[-1][:150]))
+    return "\n".join(out)
+
+
+def _grouped_errors(errors, limit=25):
+    groups = {}
+    for e in errors:
+        first = (e["error"] or "").splitlines()[0][:220] if e.get("error") else ""
+        key = (e.get("suite", "micro"), e["loop"], first)
+        groups.setdefault(key, []).append(e)
+    out = []
+    for (suite, loop, msg), es in list(groups.items())[:limit]:
+        wls = []
+        for e in es:
+            w = e["workload"] or "(all)"
+            if w not in wls:
+                wls.append(w)
+        rounds = sorted({e["round"] for e in es})
+        out.append("  %s %s: %d x %s  [%s; round(s) %s]"
+                   % (suite, loop, len(es), msg, ", ".join(wls[:8]) + (", ..." if len(wls) > 8
+                                                                      else ""),
+                      ",".join(map(str, rounds))))
+    if len(groups) > limit:
+        out.append("  ... %d more kinds, see the JSON" % (len(groups) - limit))
+    return out
+
+
+def render_report(res):
+    loops = res["loops_requested"]
+    out = []
+    for suite in res["suites"]:
+        if not any(e.get("suite", "micro") == suite for e in res["summary"].values()):
+            if suite == "net" and res.get("net", {}).get("error"):
+                out.append("== %s ==" % SUITE_TITLES[suite])
+                out.append("NOT RUN: %s" % res["net"]["error"])
+                out.append("")
+            continue
+        out.append("== %s ==" % SUITE_TITLES[suite])
+        out.append(_suite_tables(res, suite))
+        out.append("")
 
     # missing loops, errors
     for l in loops:
         li = res["loops"][l]
         if not li["available"]:
-            out.append("")
             out.append("%s: MISSING - %s" % (l, li["error"]))
     if res["errors"]:
+        out.append("errors (%d), grouped:" % len(res["errors"]))
+        out += _grouped_errors(res["errors"])
+    if out and out[-1] != "":
         out.append("")
-        out.append("errors (%d):" % len(res["errors"]))
-        for e in res["errors"][:20]:
-            out.append("  round %s %s %s: %s" % (e["round"], e["loop"], e["workload"] or "",
-                                                e["error"].splitlines()[0][:200] if e["error"] else ""))
-    dist = [s for s in res["samples"] if s.get("disturbed")]
-    retried = [s for s in res["samples"] if len(s.get("attempts_other_cpu") or []) > 1]
-    if dist or retried:
-        excluded = sum(ent["loops"][l]["n_samples"] - ent["loops"][l]["n_used"]
-                       for ent in summary.values() for l in avail)
-        out.append("")
-        out.append("noise: other processes used > %d%% of the pinned CPU during %d sample(s), "
-                   "%d of them still after re-measuring; %d disturbed sample(s) left out of "
-                   "the statistics; %d extra round(s) run.%s"
-                   % (DISTURBED * 100, len(retried), len(dist), excluded, res["extra_rounds"],
-                      " '*' = too few clean samples, statistics include disturbed ones."
-                      if any(ent["loops"][l]["uses_disturbed"] for ent in summary.values()
-                             for l in avail) else ""))
 
     # versions and machine
-    out.append("")
     v = res["versions"]
     out.append("python %s (%s)" % (v["python"], v["python_build"]))
     for l in loops:
@@ -615,28 +756,19 @@ def render_report(res):
     out.append("load average (1/5/15 min): start %s, end %s"
                % (" ".join("%.2f" % x for x in m["loadavg_start"]),
                   " ".join("%.2f" % x for x in m["loadavg_end"])))
-    out.append("run took %.0f s" % res["duration_s"])
+    out.append("run took %.0f s (%s)" % (res["duration_s"], ", ".join(
+        "%s %.0f s" % (s, res[s]["duration_s"]) for s in res["suites"]
+        if res.get(s, {}).get("duration_s") is not None)))
     return "\n".join(out)
 
 
-def plot(res, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception as e:     # noqa: BLE001
-        print("note: matplotlib not available (%s); no chart written." % (e,), file=sys.stderr)
-        return False
+def _plot_suite(ax, res, suite, title):
     loops = res["loops_requested"]
-    if BASELINE not in loops:
-        print("note: no %s in --loops; no ratio chart." % BASELINE, file=sys.stderr)
-        return False
     others = [l for l in loops if l != BASELINE]
     colors = {"uvcore": "#1f77b4", "asyncio": "#999999"}
-    summary = res["summary"]
+    summary = {w: e for w, e in res["summary"].items() if e.get("suite", "micro") == suite}
     wls = list(summary)
     n = len(wls)
-    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * n + 2), 5.2), dpi=120)
     width = 0.8 / max(1, len(others))
     ymax = 1.2
     for i, l in enumerate(others):
@@ -653,7 +785,12 @@ def plot(res, path):
             lo.append(max(0.0, r - min(p)))
             hi.append(max(0.0, max(p) - r))
             ymax = max(ymax, max(p))
-        label = "%s / %s" % (l, BASELINE) if avail else "%s / %s (missing)" % (l, BASELINE)
+        if not avail:
+            label = "%s / %s (missing)" % (l, BASELINE)
+        elif not xs and any(summary[w]["loops"][l]["errors"] for w in wls):
+            label = "%s / %s (errors: no result)" % (l, BASELINE)
+        else:
+            label = "%s / %s" % (l, BASELINE)
         if xs:
             bars = ax.bar(xs, ys, width * 0.92,
                           yerr=[lo, hi] if any(lo) or any(hi) else None, capsize=3,
@@ -665,42 +802,121 @@ def plot(res, path):
                 inside = y >= 0.3
                 ax.annotate("%.2f" % y, (b.get_x() + b.get_width() / 2, 0 if inside else y + h),
                             xytext=(0, 3), textcoords="offset points",
-                            ha="center", va="bottom", fontsize=8,
+                            ha="center", va="bottom", fontsize=7,
                             color="white" if inside and l != "asyncio" else "black",
                             fontweight="bold" if inside else "normal")
         else:
             ax.bar([], [], color=colors.get(l, None), label=label)
+        if suite == "net" and avail:
+            # the same ratio per server CPU-second: robust when the client is
+            # the limit or neighbours disturbed the wall-clock rates
+            cx, cy = [], []
+            for j, w in enumerate(wls):
+                r = summary[w]["cpu_ratios"].get(key)
+                if r is not None:
+                    cx.append(j - 0.4 + width * (i + 0.5))
+                    cy.append(r)
+                    ymax = max(ymax, r)
+            if cx:
+                ax.scatter(cx, cy, marker="D", s=22, zorder=6, color="white",
+                           edgecolors=colors.get(l, "#333333") if l != "asyncio" else "#555555",
+                           linewidths=1.4, label="%s / %s per server CPU-s" % (l, BASELINE))
+        # loops that errored on a workload: mark it
+        for j, w in enumerate(wls):
+            if (avail and summary[w]["ratios"].get(key) is None
+                    and summary[w]["loops"][l]["errors"]):
+                ax.annotate("error", (j - 0.4 + width * (i + 0.5), 0), xytext=(0, 3),
+                            textcoords="offset points", ha="center", va="bottom",
+                            fontsize=7, rotation=90, color="#d62728")
     # targets
     tx = [j for j, w in enumerate(wls) if summary[w]["target"]]
     if SUBJECT in loops and tx:
         for k, j in enumerate(tx):
-            t = summary[wls[j]]["target"]
+            ent = summary[wls[j]]
+            t = ent["target"]
             ymax = max(ymax, t)
             ax.hlines(t, j - 0.45, j + 0.45, colors="#d62728", linestyles="--", linewidth=1.6,
                       label="target %s/%s" % (SUBJECT, BASELINE) if k == 0 else None)
-            ax.annotate(">= %.1fx" % t, (j + 0.45, t), xytext=(0, 2), textcoords="offset points",
-                        ha="right", va="bottom", fontsize=7, color="#d62728")
+            ax.annotate(_target_text(ent), (j + 0.45, t), xytext=(0, 2),
+                        textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                        color="#d62728")
+    # the C ceiling, relative to the baseline, as a marker (clipped at the top)
+    ceiling = (res.get("net") or {}).get("ceiling") if suite == "net" else None
+    top = ymax * 1.15
+    if ceiling:
+        cx, cy, clipped = [], [], []
+        for j, w in enumerate(wls):
+            c = ceiling.get(summary[w].get("ceiling_key"))
+            b = summary[w]["loops"].get(BASELINE, {}).get("median")
+            if c and c.get("median") and b:
+                r = c["median"] / b
+                cx.append(j)
+                cy.append(min(r, top * 0.97))
+                clipped.append(r)
+        if cx:
+            ax.scatter(cx, cy, marker="_", s=300, linewidths=2.2, color="black", zorder=5,
+                       label="C epoll ceiling / %s (^ = off the scale)" % BASELINE)
+            for x, y, r in zip(cx, cy, clipped):
+                ax.annotate("C %.1fx%s" % (r, "" if r <= top * 0.97 else "^"), (x - 0.44, y),
+                            xytext=(0, 2), textcoords="offset points", ha="left",
+                            va="bottom", fontsize=6.5, color="black")
     ax.axhline(1.0, color="black", linewidth=1.0, label="%s = 1" % BASELINE)
     ax.set_xticks(range(n))
-    ax.set_xticklabels([LABELS.get(w, w) for w in wls], rotation=20, ha="right", fontsize=9)
+    ax.set_xticklabels([LABELS.get(w, w) for w in wls], rotation=25, ha="right", fontsize=8)
     ax.set_xlim(-0.6, n - 0.4)
-    ax.set_ylim(0, ymax * 1.15)
-    ax.set_ylabel("throughput relative to %s (ratio of medians)" % BASELINE)
+    ax.set_ylim(0, top)
+    ax.set_ylabel("relative to %s\n(ratio of medians)" % BASELINE, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot(res, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:     # noqa: BLE001
+        print("note: matplotlib not available (%s); no chart written." % (e,), file=sys.stderr)
+        return False
+    loops = res["loops_requested"]
+    if BASELINE not in loops:
+        print("note: no %s in --loops; no ratio chart." % BASELINE, file=sys.stderr)
+        return False
+    suites = [s for s in res["suites"]
+              if any(e.get("suite", "micro") == s for e in res["summary"].values())]
+    if not suites:
+        print("note: nothing to plot.", file=sys.stderr)
+        return False
+    counts = [sum(1 for e in res["summary"].values() if e.get("suite", "micro") == s)
+              for s in suites]
+    width = max(7.0, 0.75 * max(counts) + 2.5)
+    fig, axes = plt.subplots(len(suites), 1, figsize=(width, 4.6 * len(suites) + 0.4),
+                             dpi=120, squeeze=False)
+    for ax, s in zip(axes[:, 0], suites):
+        sm = res[s]
+        if s == "micro":
+            title = "micro (scheduling): %d round(s), ops/s" % sm["rounds"]
+        else:
+            n = res["net"]
+            title = ("net: %d round(s), %d connections, %.1f s per sample, %s; echo round trips/s, "
+                     "HTTP requests/s (wrk)" % (sm["rounds"], n["connections"], n["net_time_s"],
+                                               n["transport"]))
+        _plot_suite(ax, res, s, title)
     v = res["versions"]
-    ax.set_title("uvcore micro benchmarks, %s: %d round(s), python %s, %s %s"
-                 % (res["timestamp"][:16].replace("T", " "), res["rounds"], v["python"],
-                    BASELINE, res["loops"][BASELINE]["info"].get("version", "?")
-                    if res["loops"][BASELINE]["available"] else "missing"), fontsize=10)
+    head = ("uvcore benchmarks, %s: python %s, %s %s"
+            % (res["timestamp"][:16].replace("T", " "), v["python"], BASELINE,
+               res["loops"][BASELINE]["info"].get("version", "?")
+               if res["loops"][BASELINE]["available"] else "missing"))
     missing = [l for l in loops if not res["loops"][l]["available"]]
     if missing:
-        ax.text(0.01, 0.98, "missing: " + "; ".join(
-            "%s (%s)" % (l, res["loops"][l]["error"].splitlines()[0][:70]) for l in missing),
-            transform=ax.transAxes, ha="left", va="top", fontsize=8, color="#d62728")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_xlabel("bars: ratio of median ops/s to %s; error bars: min-max of the same-round "
-                  "ratios" % BASELINE, fontsize=8, color="#555555")
-    fig.tight_layout()
+        head += "\nmissing: " + "; ".join(
+            "%s (%s)" % (l, res["loops"][l]["error"].splitlines()[0][:70]) for l in missing)
+    fig.suptitle(head, fontsize=10)
+    fig.text(0.5, 0.003, "bars: ratio of median rates to %s; error bars: min-max of the "
+             "same-round ratios; red dashed: targets for %s" % (BASELINE, SUBJECT),
+             ha="center", va="bottom", fontsize=7.5, color="#555555")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97 if not missing else 0.95))
     fig.savefig(path)
     plt.close(fig)
     return True
@@ -729,58 +945,8 @@ def _loadavg():
         return [float("nan")] * 3
 
 
-def parent_main(args):
-    import micro   # only for the workload table (does not import any loop)
-
-    loops = [l.strip() for l in args.loops.split(",") if l.strip()]
-    for l in loops:
-        if l not in ALL_LOOPS:
-            sys.exit("unknown loop %r (known: %s)" % (l, ", ".join(ALL_LOOPS)))
-    if args.workloads:
-        workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-        for w in workloads:
-            if w not in micro.WORKLOADS:
-                sys.exit("unknown workload %r (known: %s)"
-                         % (w, ", ".join(micro.ORDER + micro.EXTRA)))
-    else:
-        workloads = list(micro.ORDER)
-
-    # pinning: the child on one CPU via taskset, the parent off it if possible
-    try:
-        allowed = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = []
-    cpu = args.cpu if args.cpu is not None else (0 if (not allowed or 0 in allowed) else allowed[0])
-    args.pin_cmd = None
-    if args.no_pin:
-        pinning = "no (--no-pin)"
-    elif not shutil.which("taskset"):
-        pinning = "no (taskset not found)"
-    else:
-        args.pin_cmd = ["taskset", "-c", str(cpu)]
-        pinning = "child on CPU %d (taskset)" % cpu
-        rest = [c for c in allowed if c != cpu]
-        if rest:
-            try:
-                os.sched_setaffinity(0, rest)
-                pinning += ", runner on CPU %s" % ",".join(map(str, rest))
-            except OSError:
-                pass
-
-    t_start = time.time()
-    load_start = _loadavg()
-    print("uvcore benchmarks: loops %s; workloads %s; %d round(s) of ~%.1f s samples; pinning: %s"
-          % (",".join(loops), ",".join(workloads), args.rounds, args.sample_time, pinning),
-          file=sys.stderr)
-
-    loop_info = {}
-    for l in loops:
-        loop_info[l] = probe_loop(args, l)
-        if not loop_info[l]["available"]:
-            print("  %s: MISSING - %s" % (l, loop_info[l]["error"].splitlines()[0][:300]),
-                  file=sys.stderr)
-    avail = [l for l in loops if loop_info[l]["available"]]
-
+def run_micro(args, avail, workloads):
+    """The micro suite's rounds.  Returns (samples, errors, extra_rounds)."""
     samples, errors = [], []
     total = args.rounds * len(avail)
     k = 0
@@ -797,7 +963,7 @@ def parent_main(args):
                 break
             extra += 1
             total += len(avail)
-            print("extra round %d: too few undisturbed samples for %s"
+            print("micro extra round %d: too few undisturbed samples for %s"
                   % (extra, ",".join(wl)), file=sys.stderr)
         rnd += 1
         shift = (rnd - 1) % max(1, len(avail))
@@ -805,9 +971,9 @@ def parent_main(args):
         for l in order:
             k += 1
             if rnd <= args.rounds:
-                head = "round %d/%d [%d/%d] %-8s" % (rnd, args.rounds, k, total, l)
+                head = "micro round %d/%d [%d/%d] %-8s" % (rnd, args.rounds, k, total, l)
             else:
-                head = "extra round %d [%d/%d] %-8s" % (rnd - args.rounds, k, total, l)
+                head = "micro extra round %d [%d/%d] %-8s" % (rnd - args.rounds, k, total, l)
             sys.stderr.write(head + " ...")
             sys.stderr.flush()
             t0 = time.monotonic()
@@ -820,6 +986,8 @@ def parent_main(args):
                     sys.stderr.flush()
 
             s, e = measure_loop(args, l, wl, rnd, progress)
+            for x in s + e:
+                x["suite"] = "micro"
             samples += s
             errors += e
             tail = " %.1f s" % (time.monotonic() - t0)
@@ -828,23 +996,184 @@ def parent_main(args):
             # on a terminal, rewrite the line; otherwise just finish it
             sys.stderr.write(("\r\033[K%s ...%s\n" % (head, tail)) if tty else tail + "\n")
             sys.stderr.flush()
+    return samples, errors, extra
+
+
+def _split_workloads(arg, suites):
+    """--workloads (names from either suite) -> {suite: [names]} in report order."""
+    import micro
+    import net
+    known = {"micro": micro.ORDER + micro.EXTRA, "net": net.ORDER}
+    default = {"micro": list(micro.ORDER), "net": list(net.ORDER)}
+    if not arg:
+        return {s: default[s] for s in suites}
+    names = [w.strip() for w in arg.split(",") if w.strip()]
+    for w in names:
+        if not any(w in known[s] for s in ("micro", "net")):
+            sys.exit("unknown workload %r (known: %s)" % (
+                w, ", ".join(known["micro"] + known["net"])))
+    return {s: [w for w in known[s] if w in names] for s in suites}
+
+
+def parent_main(args):
+    import micro   # only for the workload table (does not import any loop)
+    import net
+    TARGETS.update(net.TARGETS)
+    TARGETS_VS_ASYNCIO.update(net.TARGETS_VS_ASYNCIO)
+    LABELS.update(net.LABELS)
+
+    loops = [l.strip() for l in args.loops.split(",") if l.strip()]
+    for l in loops:
+        if l not in ALL_LOOPS:
+            sys.exit("unknown loop %r (known: %s)" % (l, ", ".join(ALL_LOOPS)))
+    suites = ["micro", "net"] if args.suite == "all" else [args.suite]
+    wsel = _split_workloads(args.workloads, suites)
+    suites = [s for s in suites if wsel[s]]
+    if not suites:
+        sys.exit("no workload selected")
+
+    # pinning: the micro child / the server on one CPU via taskset, the load
+    # generator (and the parent) on another one if possible
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = []
+    cpu = args.cpu if args.cpu is not None else (0 if (not allowed or 0 in allowed) else allowed[0])
+    rest = [c for c in allowed if c != cpu]
+    client_cpu = args.client_cpu if args.client_cpu is not None else (rest[0] if rest else cpu)
+    args.pin_cmd = None
+    server_pin, client_pin = [], []
+    net_cpus = allowed or [0]
+    if args.no_pin:
+        pinning = "no (--no-pin)"
+        net_pinning = "not pinned"
+    elif not shutil.which("taskset"):
+        pinning = "no (taskset not found)"
+        net_pinning = "not pinned (no taskset)"
+    else:
+        args.pin_cmd = ["taskset", "-c", str(cpu)]
+        server_pin = ["taskset", "-c", str(cpu)]
+        client_pin = ["taskset", "-c", str(client_cpu)]
+        net_cpus = sorted({cpu, client_cpu})
+        pinning = "child/server on CPU %d (taskset)" % cpu
+        net_pinning = "server on CPU %d, load generator on CPU %d" % (cpu, client_cpu)
+        if rest:
+            try:
+                os.sched_setaffinity(0, rest)
+                pinning += ", runner on CPU %s" % ",".join(map(str, rest))
+            except OSError:
+                pass
+        if "net" in suites:
+            pinning += ", load generator on CPU %d" % client_cpu
+
+    t_start = time.time()
+    load_start = _loadavg()
+    desc = []
+    if "micro" in suites:
+        desc.append("micro: %s, %d round(s) of ~%.1f s samples"
+                    % (",".join(wsel["micro"]), args.rounds, args.sample_time))
+    if "net" in suites:
+        desc.append("net: %s, %d round(s) of %.1f s"
+                    % (",".join(wsel["net"]), args.net_rounds, args.net_time))
+    print("uvcore benchmarks: loops %s; %s; pinning: %s"
+          % (",".join(loops), "; ".join(desc), pinning), file=sys.stderr)
+
+    loop_info = {}
+    for l in loops:
+        loop_info[l] = probe_loop(args, l)
+        if not loop_info[l]["available"]:
+            print("  %s: MISSING - %s" % (l, loop_info[l]["error"].splitlines()[0][:300]),
+                  file=sys.stderr)
+    avail = [l for l in loops if loop_info[l]["available"]]
+
+    samples, errors = [], []
+    suite_meta = {}
+    if "micro" in suites:
+        t0 = time.time()
+        s, e, extra = run_micro(args, avail, wsel["micro"])
+        samples += s
+        errors += e
+        suite_meta["micro"] = {
+            "duration_s": round(time.time() - t0, 1),
+            "rounds": args.rounds, "extra_rounds": extra,
+            "sample_time_s": args.sample_time, "warmup_time_s": args.warmup_time,
+            "disturbed_threshold": DISTURBED,
+            "workloads": wsel["micro"],
+            "method": ("per round, each loop once in rotated order; one child process per "
+                       "(round, loop) running every workload once on a fresh event loop after "
+                       "a warm-up that calibrates ops per sample; child pinned with taskset; "
+                       "median [min-max] over rounds; ratios of medians"),
+        }
+    if "net" in suites:
+        t0 = time.time()
+        ctx, meta = net.make_context(args, _child_env(), server_pin, client_pin, net_cpus)
+        meta["pinning"] = net_pinning
+        extra = 0
+        if ctx is None:
+            print("net suite not run: %s" % meta["error"], file=sys.stderr)
+            for w in wsel["net"]:
+                errors.append({"suite": "net", "round": 0, "loop": "all", "workload": w,
+                               "error": meta["error"].splitlines()[0]})
+        else:
+            wl = list(wsel["net"])
+            if "http" in wl and not ctx["wrk"]:
+                errors.append({"suite": "net", "round": 0, "loop": "all", "workload": "http",
+                               "error": "wrk not found (apt-get install wrk); HTTP not run"})
+                print("net: wrk not found (apt-get install wrk); skipping http", file=sys.stderr)
+                wl.remove("http")
+            if "http" in wl and not meta.get("httptools"):
+                errors.append({"suite": "net", "round": 0, "loop": "all", "workload": "http",
+                               "error": "httptools is not installed in %s (pip install "
+                                        "httptools); HTTP not run" % sys.executable})
+                print("net: httptools not installed; skipping http", file=sys.stderr)
+                wl.remove("http")
+            try:
+                s, e, extra, info = net.run_suite(args, ctx, avail, wl, short_of_clean,
+                                                  lambda m: print(m, file=sys.stderr))
+                meta.update(info)
+            finally:
+                net.cleanup(ctx)
+            samples += s
+            errors += e
+        meta.update({
+            "duration_s": round(time.time() - t0, 1),
+            "rounds": args.net_rounds, "extra_rounds": extra,
+            "workloads": wsel["net"],
+            "method": ("per round, per workload, each loop in rotated order: a fresh server "
+                       "process pinned to one CPU, primed with a short throw-away client run, "
+                       "then the load generator (loadgen.c ping-pong, or wrk for HTTP) pinned "
+                       "to the other CPU for a fixed time; server CPU time from /proc/PID/stat "
+                       "over the measured window; a C epoll server as the ceiling; median "
+                       "[min-max] over rounds; ratios of medians"),
+        })
+        suite_meta["net"] = meta
 
     load_end = _loadavg()
+    all_wl = [w for s in suites for w in wsel[s]]
+    wdesc = {}
+    for w in wsel.get("micro", []):
+        wdesc[w] = {"suite": "micro", "unit": micro.WORKLOADS[w][1],
+                    "description": micro.WORKLOADS[w][2],
+                    "target_vs_uvloop": TARGETS.get(w)}
+    for w in wsel.get("net", []):
+        d = net.WORKLOADS[w]
+        wdesc[w] = {"suite": "net", "unit": d["unit"], "description": d["description"],
+                    "message_size": d["size"], "target_vs_uvloop": TARGETS.get(w),
+                    "target_vs_asyncio": TARGETS_VS_ASYNCIO.get(w)}
     res = {
         "timestamp": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "duration_s": round(time.time() - t_start, 1),
         "argv": sys.argv[1:],
+        "suites": suites,
+        # the micro suite's settings stay at the top level too (older readers)
         "rounds": args.rounds,
-        "extra_rounds": extra,
+        "extra_rounds": suite_meta.get("micro", {}).get("extra_rounds", 0),
         "quick": args.quick,
         "sample_time_s": args.sample_time,
         "warmup_time_s": args.warmup_time,
         "loops_requested": loops,
-        "workloads_requested": workloads,
-        "method": ("per round, each loop once in rotated order; one child process per "
-                   "(round, loop) running every workload once on a fresh event loop after a "
-                   "warm-up that calibrates ops per sample; child pinned with taskset; "
-                   "median [min-max] over rounds; ratios of medians"),
+        "workloads_requested": all_wl,
+        "method": {s: suite_meta[s]["method"] for s in suites},
         "machine": {
             "nproc": os.cpu_count(),
             "affinity": allowed,
@@ -862,18 +1191,50 @@ def parent_main(args):
             "executable": sys.executable,
         },
         "loops": loop_info,
-        "workloads": {w: {"unit": micro.WORKLOADS[w][1], "description": micro.WORKLOADS[w][2],
-                          "target_vs_uvloop": TARGETS.get(w)} for w in workloads},
-        "targets": {w: TARGETS[w] for w in workloads if w in TARGETS},
+        "workloads": wdesc,
+        "targets": {w: TARGETS[w] for w in all_wl if w in TARGETS},
+        "targets_vs_asyncio": {w: TARGETS_VS_ASYNCIO[w] for w in all_wl
+                               if w in TARGETS_VS_ASYNCIO},
         "samples": samples,
         "errors": errors,
     }
+    res.update(suite_meta)
     for l in loops:
         if loop_info[l]["available"]:
             res["versions"][l] = loop_info[l]["info"].get("version")
             if loop_info[l]["info"].get("libuv"):
                 res["versions"][l + "_libuv"] = loop_info[l]["info"]["libuv"]
-    res["summary"] = summarize(samples, errors, loops, workloads, args.rounds)
+    if "net" in suites:
+        for k in ("cc", "wrk", "httptools"):
+            if res["net"].get(k):
+                res["versions"][k] = res["net"][k]
+    summary = {}
+    if "micro" in suites:
+        summary.update(summarize(samples, errors, loops, wsel["micro"], args.rounds, "micro"))
+    if "net" in suites:
+        ns = summarize(samples, errors, loops, wsel["net"], args.net_rounds, "net")
+        ceiling = {}
+        for w, ent in ns.items():
+            key = net.WORKLOADS[w]["ceiling"]
+            ent["ceiling_key"] = key
+            if key not in ceiling:
+                c = net.ceiling_stats(samples, key)
+                if c is not None:
+                    ceiling[key] = c
+            c = ceiling.get(key)
+            ent["ceiling"] = c
+            b = ent["loops"].get(BASELINE, {}).get("median") if BASELINE in loops else None
+            ent["ratios"]["%s/%s" % (net.CEILING, BASELINE)] = (
+                c["median"] / b if (c and c.get("median") and b) else None)
+        for e in errors:
+            if e.get("suite") == "net" and e["loop"] == net.CEILING and e["workload"]:
+                ceiling.setdefault(net.WORKLOADS[e["workload"]]["ceiling"],
+                                   {"median": None, "errors": 0})
+                ceiling[net.WORKLOADS[e["workload"]]["ceiling"]]["errors"] = \
+                    ceiling[net.WORKLOADS[e["workload"]]["ceiling"]].get("errors", 0) + 1
+        res["net"]["ceiling"] = ceiling
+        summary.update(ns)
+    res["summary"] = summary
 
     report = render_report(res)
     print(report)
@@ -895,25 +1256,61 @@ def parent_main(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="uvcore scheduling micro benchmarks (interleaved, rotated, pinned).")
+        description="uvcore benchmarks: scheduling micro benchmarks and network benchmarks "
+                    "(interleaved, rotated, pinned).")
+    p.add_argument("--suite", choices=("micro", "net", "all"), default="all",
+                   help="which suite(s) to run (default: all)")
     p.add_argument("--loops", default=",".join(ALL_LOOPS),
                    help="comma-separated, from %s (default: all)" % ",".join(ALL_LOOPS))
     p.add_argument("--workloads", default=None,
-                   help="comma-separated workload names (default: all with a target)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds (default 5; 1 with --quick)")
+                   help="comma-separated workload names, from either suite (default: all with "
+                        "a target, plus every net workload); --list shows them")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="micro: rounds (default 5; 1 with --quick)")
     p.add_argument("--extra-rounds", type=int, default=None,
-                   help="at most this many extra rounds for workloads short of undisturbed "
-                        "samples (default 2; 0 with --quick)")
+                   help="micro: at most this many extra rounds for workloads short of "
+                        "undisturbed samples (default 2; 0 with --quick)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 round, short samples")
+                   help="smoke test: 1 round, short samples, both suites")
     p.add_argument("--sample-time", type=float, default=None,
-                   help="seconds per measured sample (default 0.5; 0.1 with --quick)")
+                   help="micro: seconds per measured sample (default 0.5; 0.1 with --quick)")
     p.add_argument("--warmup-time", type=float, default=None,
-                   help="seconds of warm-up per workload (default 0.1; 0.03 with --quick)")
-    p.add_argument("--no-pin", action="store_true", help="do not pin the child with taskset")
-    p.add_argument("--cpu", type=int, default=None, help="CPU to pin the child to (default 0)")
+                   help="micro: seconds of warm-up per workload (default 0.1; 0.03 with --quick)")
+    g = p.add_argument_group("net suite")
+    g.add_argument("--net-rounds", type=int, default=None,
+                   help="rounds (default 3; 1 with --quick)")
+    g.add_argument("--net-extra-rounds", type=int, default=None,
+                   help="at most this many extra rounds for workloads short of undisturbed "
+                        "samples (default 1; 0 with --quick)")
+    g.add_argument("--net-time", type=float, default=None,
+                   help="seconds measured per sample (default 2; 1 with --quick); wrk rounds "
+                        "it to whole seconds")
+    g.add_argument("--net-warmup", type=float, default=None,
+                   help="seconds of load before the measured window (default 0.3; 0.1 with "
+                        "--quick)")
+    g.add_argument("--prime-time", type=float, default=None,
+                   help="seconds of the throw-away priming run on every fresh server "
+                        "(default 0.3; 0.2 with --quick)")
+    g.add_argument("--net-budget", type=float, default=None,
+                   help="seconds: re-measure disturbed samples and run extra rounds only while "
+                        "the suite is projected to finish within this (default: 1.2 x the "
+                        "estimated time of the planned rounds)")
+    g.add_argument("--connections", type=int, default=50,
+                   help="client connections (default 50)")
+    g.add_argument("--net-transport", choices=("tcp", "unix"), default="tcp",
+                   help="echo workloads over loopback TCP (default) or a Unix socket; HTTP "
+                        "always uses TCP")
+    g.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                   help="do not run the C epoll reference server")
+    g.add_argument("--client-cpu", type=int, default=None,
+                   help="CPU for the load generator (default: the first allowed CPU other "
+                        "than --cpu)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--cpu", type=int, default=None,
+                   help="CPU to pin the micro child and the net server to (default 0)")
     p.add_argument("--idle-timeout", type=float, default=60.0,
-                   help="kill a child that prints no result for this many seconds (default 60)")
+                   help="micro: kill a child that prints no result for this many seconds "
+                        "(default 60)")
     p.add_argument("--out-dir", default=RESULTS_DIR, help="where latest.json/.png go")
     p.add_argument("--list", action="store_true", help="list workloads and exit")
     # internal: child mode
@@ -929,8 +1326,20 @@ def main(argv=None):
         args.rounds = 1 if args.quick else 5
     if args.extra_rounds is None:
         args.extra_rounds = 0 if args.quick else 2
-    if args.rounds < 1:
-        p.error("--rounds must be >= 1")
+    if args.net_rounds is None:
+        args.net_rounds = 1 if args.quick else 3
+    if args.net_extra_rounds is None:
+        args.net_extra_rounds = 0 if args.quick else 1
+    if args.net_time is None:
+        args.net_time = 1.0 if args.quick else 2.0
+    if args.net_warmup is None:
+        args.net_warmup = 0.1 if args.quick else 0.3
+    if args.prime_time is None:
+        args.prime_time = 0.2 if args.quick else 0.3
+    if args.rounds < 1 or args.net_rounds < 1:
+        p.error("--rounds and --net-rounds must be >= 1")
+    if args.net_time <= 0 or args.connections < 1:
+        p.error("--net-time and --connections must be > 0")
 
     if args.child:
         sys.path.insert(0, HERE)
@@ -938,11 +1347,22 @@ def main(argv=None):
     sys.path.insert(0, HERE)
     if args.list:
         import micro
+        import net
+        print("micro suite:")
         for w in micro.ORDER + micro.EXTRA:
             fn, unit, desc, _ = micro.WORKLOADS[w]
             t = TARGETS.get(w)
-            print("%-22s %-12s %s%s" % (w, unit, desc,
-                                         "  (target >= %.1fx uvloop)" % t if t else "  (extra)"))
+            print("  %-22s %-14s %s%s" % (w, unit, desc,
+                                           "  (target >= %.1fx uvloop)" % t if t else "  (extra)"))
+        print("net suite:")
+        for w in net.ORDER:
+            d = net.WORKLOADS[w]
+            t = net.TARGETS.get(w)
+            ta = net.TARGETS_VS_ASYNCIO.get(w)
+            print("  %-22s %-14s %s%s" % (w, d["unit"], d["description"],
+                                           ("  (target >= %sx uvloop%s)"
+                                            % (_tfmt(t), ", > asyncio" if ta is not None else ""))
+                                           if t else ""))
         return 0
     return parent_main(args)
 
