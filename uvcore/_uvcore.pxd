@@ -197,8 +197,6 @@ cdef class UVStream(UVHandle):
         object data_received     # the protocol's bound methods, looked up once
         object buffer_updated
         object get_buffer
-        object read_obj          # bytes object a large read goes straight into
-        Py_ssize_t last_nread
 
     cdef int _open_stream(self, BaseLoop loop, object sock, object protocol,
                           object waiter, object extra, object server) except -1

@@ -16,10 +16,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 
 cdef size_t READ_BUFFER_SIZE = 256 * 1024
-cdef Py_ssize_t LARGE_READ = 64 * 1024     # reads this big skip the copy
 
-cdef extern from "Python.h":
-    int _PyBytes_Resize(PyObject** bytes, Py_ssize_t newsize) except -1
 cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 
@@ -141,13 +138,12 @@ cdef class UVStream(UVHandle):
         buf.base = NULL
         buf.len = 0
         if not self.buffered:
-            if self.last_nread >= LARGE_READ:
-                # Large messages: read straight into the bytes object that
-                # data_received gets (shrunk to size after), not via a copy.
-                self.read_obj = PyBytes_FromStringAndSize(NULL, READ_BUFFER_SIZE)
-                buf.base = PyBytes_AS_STRING(self.read_obj)
-            else:
-                buf.base = loop.read_buffer
+            # Read into the loop's buffer and copy what was read into a bytes
+            # object: reading straight into a fresh 256 KiB bytes object (then
+            # shrunk) was measured slower, since glibc maps every such block
+            # anew (page faults): streams echo at 100 KiB went from 12k to 8k
+            # round trips/s.
+            buf.base = loop.read_buffer
             buf.len = READ_BUFFER_SIZE
             return 0
         if self.view_held:
@@ -177,10 +173,8 @@ cdef class UVStream(UVHandle):
 
     cdef int _on_read(self, ssize_t nread) except -1:
         cdef BaseLoop loop = self.loop
-        cdef PyObject* obj
         if nread == 0:                       # EAGAIN: nothing read
             self._release_view()
-            self.read_obj = None
             return 0
         if nread > 0:
             if self.buffered:
@@ -193,16 +187,7 @@ cdef class UVStream(UVHandle):
                     self._fatal_error(
                         exc, 'Fatal error: protocol.buffer_updated() call failed.')
             else:
-                self.last_nread = nread
-                if self.read_obj is not None:
-                    obj = <PyObject*>self.read_obj
-                    Py_INCREF(obj)
-                    self.read_obj = None        # obj holds the only reference
-                    _PyBytes_Resize(&obj, nread)
-                    data = <object>obj
-                    Py_DECREF(obj)
-                else:
-                    data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
+                data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
                 try:
                     self.data_received(data)
                 except (SystemExit, KeyboardInterrupt) as exc:
@@ -212,7 +197,6 @@ cdef class UVStream(UVHandle):
                         exc, 'Fatal error: protocol.data_received() call failed.')
             return 0
         self._release_view()
-        self.read_obj = None
         if nread == uv.UV_EOF:
             self._on_eof()
         elif nread == uv.UV_ENOBUFS and self.read_error is not None:
