@@ -236,7 +236,7 @@ def main(argv=None):
 
     sys.path.insert(0, HERE)
     try:
-        from run import _import_loop     # the same loop import as the micro suite
+        from loop_import import _import_loop     # the same loop import as the micro suite
         factory, _info = _import_loop(args.loop)
         loop = factory()
         asyncio.set_event_loop(loop)
