@@ -558,6 +558,8 @@ def test_loop_subclass_with_own_init(uvcore):
         return 42
 
     assert uvcore.run(answer(), loop_factory=Plain) == 42
+    if not hasattr(asyncio, "Runner"):      # Python 3.10
+        return
     with asyncio.Runner(loop_factory=lambda: MyLoop("r")) as runner:
         assert runner.run(answer()) == 42
         assert isinstance(runner.get_loop(), MyLoop)

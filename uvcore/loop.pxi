@@ -164,8 +164,22 @@ cdef class BaseLoop:
                        ssl_handshake_timeout, ssl_shutdown_timeout)
 
     def _stop_serving(self, sock):
+        # Python 3.13+: create_unix_server records (in _unix_server_sockets)
+        # the socket files to remove when the server stops, if still theirs.
+        unix = getattr(self, '_unix_server_sockets', None)
+        path = sock.getsockname() if unix and sock in unix else None
         _remove_watch(self, sock.fileno(), False)
         sock.close()
+        if path is not None:
+            inode = unix.pop(sock)
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error('Unable to clean up listening UNIX socket %r: %r',
+                             path, err)
 
     def _check_running(self):
         if self._running:

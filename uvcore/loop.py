@@ -17,6 +17,9 @@ class Loop(BaseLoop, SockMethods, NetworkMixin, ExecutorMixin, AsyncgenMixin,
 
     def __init__(self):
         self._init_asyncgens()
+        # Unix server socket files to clean up (asyncio 3.13+'s
+        # create_unix_server fills it; _stop_serving empties it).
+        self._unix_server_sockets = {}
 
     def __del__(self, _warn=warnings.warn):
         if not self.is_closed():
