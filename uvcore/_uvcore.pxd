@@ -210,6 +210,7 @@ cdef class UVStream(UVHandle):
     cdef int _schedule_flush(self) except -1
     cdef int _flush(self) except -1
     cdef int _on_write_done(self, int status, Py_ssize_t nbytes) except -1
+    cdef int _queue_drained(self) except -1
     cdef int _shutdown_write(self) except -1
     cdef int _maybe_pause_protocol(self) except -1
     cdef int _maybe_resume_protocol(self) except -1

@@ -363,7 +363,7 @@ cdef class UVStream(UVHandle):
         # Hand everything queued to libuv as one vectored write.
         cdef WriteReq* w
         cdef uv.uv_buf_t* bufs
-        cdef Py_ssize_t i, n
+        cdef Py_ssize_t i, n, first
         cdef int err
         cdef list pinned
         self.flush_scheduled = False
@@ -383,6 +383,28 @@ cdef class UVStream(UVHandle):
             bufs[i].len = PyBytes_GET_SIZE(obj)
         bufs[0].base += self.wq_head_offset
         bufs[0].len -= self.wq_head_offset
+        # The kernel may have room again by now: what it takes at once needs
+        # no uv_write (whose completion libuv reports an iteration later).
+        err = uv.uv_try_write(<uv.uv_stream_t*>self.handle, bufs, n)
+        if err > 0:
+            self.wq_bytes -= err
+            first = 0
+            while first < n and <size_t>err >= bufs[first].len:
+                err -= bufs[first].len
+                first += 1
+            if first == n:
+                PyMem_RawFree(w)
+                PyMem_Free(bufs)
+                self.wq = []
+                self.wq_head_offset = 0
+                self._queue_drained()
+                return 0
+            bufs[first].base += err
+            bufs[first].len -= err
+            for i in range(n - first):
+                bufs[i] = bufs[i + first]
+            n -= first
+            del pinned[:first]
         w.nbytes = self.wq_bytes
         w.pinned = <PyObject*>pinned
         w.req.data = <void*>self
@@ -409,6 +431,12 @@ cdef class UVStream(UVHandle):
             return 0
         if self.wq:
             self._flush()      # what was queued meanwhile goes out now
+        self._queue_drained()
+        return 0
+
+    cdef int _queue_drained(self) except -1:
+        # Some queued bytes are written: resume the protocol below the low
+        # mark; once nothing is left, finish a close or a write_eof.
         self._maybe_resume_protocol()
         if self.wq_bytes == 0 and self.inflight_bytes == 0:
             if self.empty_waiter is not None and not self.empty_waiter.done():
