@@ -155,10 +155,8 @@ cdef class UVStream(UVHandle):
             self.view_held = True
             if self.view.len == 0:
                 raise RuntimeError('get_buffer() returned an empty buffer')
-        except (SystemExit, KeyboardInterrupt) as exc:
-            self.read_error = exc
-            return 0
         except BaseException as exc:
+            # Reported from the read callback (libuv calls it with ENOBUFS).
             self.read_error = exc
             return 0
         buf.base = <char*>self.view.buf

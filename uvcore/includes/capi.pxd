@@ -25,5 +25,4 @@ cdef extern from "uvcore_loop.h" nogil:
         pass
     void uvc_gil_ensure(void* uvloop)
     void uvc_gil_release(void* uvloop)
-    bint uvc_gil_released(void* uvloop)
     double uvc_monotonic()

@@ -31,10 +31,6 @@ static inline void uvc_gil_release(void *l) {
         c->saved = PyEval_SaveThread();
 }
 
-static inline int uvc_gil_released(void *l) {
-    return ((uvc_loop_t *)l)->saved != NULL;
-}
-
 /* time.monotonic() at full resolution (the same clock libuv and Python use). */
 static inline double uvc_monotonic(void) {
     struct timespec ts;
