@@ -4,6 +4,7 @@
 from cpython.object cimport PyObject
 from .includes cimport uv
 from .includes.capi cimport uvc_loop_t
+from .includes.addr cimport uvc_addr_t
 
 
 cdef struct ReadyRing:
@@ -83,6 +84,7 @@ cdef class BaseLoop:
         dict _sockio                # fd -> _SockIO: sock_* operations waiting
         list _flush_list            # stream transports with writes to hand to libuv
         char* read_buffer           # where stream reads land (one per loop)
+        char* dgram_buffer          # where batched UDP reads land (made on first use)
         list _dirty_watchers        # watches changed since the last poll
         list _lingering             # idle sock_* watchers, stopped when stale
         unsigned long iteration     # loop iterations run so far
@@ -217,3 +219,69 @@ cdef class UVStream(UVHandle):
     cdef int _fatal_error(self, object exc, str message) except -1
     cdef int _force_close(self, object exc) except -1
     cdef int _release(self) except -1
+
+
+cdef class UDPTransport(UVHandle):
+    # A datagram endpoint on a uv_udp_t (handles/udp.pxi).
+    cdef:
+        object sock              # the socket object; detached before uv_close
+        int fd
+        int family
+        object protocol
+        object proxy
+        dict extra
+        object address           # asyncio's remote address (remote_addr=)
+        bint connected           # the socket has a peer: sends carry no address
+        bint closing
+        bint alive
+        bint reading
+        bint protocol_paused
+        bint batched             # recvmmsg: reads land in the loop's dgram_buffer
+        int conn_lost
+        Py_ssize_t high_water
+        Py_ssize_t low_water
+        Py_ssize_t queued        # bytes in libuv's send queue (asyncio's count)
+        Py_ssize_t queued_reqs
+        object datagram_received
+        object error_received
+        object recv_addr         # the last sender's address object ...
+        uvc_addr_t recv_key      # ... and its sockaddr
+        object send_addr         # the last destination object ...
+        uvc_addr_t send_key      # ... and its sockaddr
+
+    cdef int _start_reading(self) except -1
+    cdef int _stop_reading(self) except -1
+    cdef int _on_alloc(self, uv.uv_buf_t* buf) except -1
+    cdef int _on_recv(self, ssize_t nread, const uv.uv_buf_t* buf,
+                      const uv.sockaddr* addr) except -1
+    cdef object _peer_address(self, const uv.sockaddr* addr)
+    cdef int _send_queued(self, object data, const uv.sockaddr* addr) except -1
+    cdef int _on_send_done(self, int status, Py_ssize_t size) except -1
+    cdef int _maybe_pause_protocol(self) except -1
+    cdef int _maybe_resume_protocol(self) except -1
+    cdef int _fatal_error(self, object exc, str message) except -1
+    cdef int _force_close(self, object exc) except -1
+    cdef int _release(self) except -1
+
+
+cdef class PipeTransport(UVStream):
+    # connect_read_pipe / connect_write_pipe (handles/pipe.pxi).
+    cdef:
+        object pipe              # the caller's pipe object, closed at the end
+        bint writing
+        bint watch_hangup        # watch fd for the reader going away
+        bint hangup_watched
+
+    cdef int _open_pipe(self, BaseLoop loop, object pipe, object protocol,
+                        object waiter, object extra, bint writing) except -1
+    cdef int _set_protocol(self, object protocol) except -1
+    cdef int _fatal_error(self, object exc, str message) except -1
+    cdef int _release(self) except -1
+
+
+cdef class ReadPipeTransport(PipeTransport):
+    cdef int _on_eof(self) except -1
+
+
+cdef class WritePipeTransport(PipeTransport):
+    pass

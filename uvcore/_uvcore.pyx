@@ -33,6 +33,7 @@ import weakref
 
 from asyncio import coroutines, events, format_helpers, futures, tasks
 from asyncio import Future, Task, Transport, BufferedProtocol
+from asyncio import DatagramTransport, ReadTransport, WriteTransport
 from asyncio.constants import _SendfileMode
 from asyncio.trsock import TransportSocket
 from asyncio.transports import _FlowControlMixin
@@ -84,6 +85,8 @@ include "handles/signal.pxi"
 include "dns.pxi"
 include "handles/stream.pxi"
 include "handles/tcp.pxi"
+include "handles/pipe.pxi"
+include "handles/udp.pxi"
 include "server.pxi"
 include "sock.pxi"
 include "loop.pxi"

@@ -113,6 +113,8 @@ cdef class BaseLoop:
         heap_free(&self.timers)
         PyMem_RawFree(self.read_buffer)
         self.read_buffer = NULL
+        PyMem_RawFree(self.dgram_buffer)
+        self.dgram_buffer = NULL
 
     # -- state ---------------------------------------------------------------
 
@@ -155,6 +157,16 @@ cdef class BaseLoop:
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
         return _make_stream_transport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None,
+                                 waiter=None, extra=None):
+        return _make_datagram_transport(self, sock, protocol, address, waiter, extra)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _make_pipe_transport(self, pipe, protocol, waiter, extra, False)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _make_pipe_transport(self, pipe, protocol, waiter, extra, True)
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None,
                        server=None, backlog=100,

@@ -9,10 +9,11 @@ from .asyncgens import AsyncgenMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executors import ExecutorMixin
 from .network import NetworkMixin
+from .processes import ProcessMixin
 
 
-class Loop(BaseLoop, SockMethods, NetworkMixin, ExecutorMixin, AsyncgenMixin,
-           ExceptionHandlerMixin, asyncio.AbstractEventLoop):
+class Loop(BaseLoop, SockMethods, NetworkMixin, ProcessMixin, ExecutorMixin,
+           AsyncgenMixin, ExceptionHandlerMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
 
     def __init__(self):
@@ -20,6 +21,11 @@ class Loop(BaseLoop, SockMethods, NetworkMixin, ExecutorMixin, AsyncgenMixin,
         # Unix server socket files to clean up (asyncio 3.13+'s
         # create_unix_server fills it; _stop_serving empties it).
         self._unix_server_sockets = {}
+        self._child_pidfds = {}         # pidfd -> pid of a watched child
+
+    def close(self):
+        super().close()
+        self._close_child_watches()
 
     def __del__(self, _warn=warnings.warn):
         if not self.is_closed():

@@ -4,7 +4,8 @@ The orchestration of asyncio's network API -- resolving addresses, trying each
 one (happy eyeballs), binding servers, building asyncio.Server, the sendfile and
 TLS plumbing -- is asyncio's own code, taken from the running Python's asyncio
 so that arguments, errors and messages are exactly asyncio's for that version.
-What it builds on is uvcore's: the stream transports (libuv), the accept loop,
+What it builds on is uvcore's: the stream, datagram and pipe transports
+(libuv), the accept loop,
 the sock_* methods and getaddrinfo (see _uvcore: handles/stream.pxi,
 handles/tcp.pxi, server.pxi, sock.pxi, dns.pxi).
 """
@@ -41,7 +42,8 @@ class NetworkMixin:
         '_ensure_resolved', 'create_server', '_create_server_getaddrinfo',
         'connect_accepted_socket', 'sendfile', '_sendfile_fallback',
         'start_tls', 'sock_sendfile', '_sock_sendfile_fallback',
-        '_check_sendfile_params',
+        '_check_sendfile_params', 'create_datagram_endpoint',
+        'connect_read_pipe', 'connect_write_pipe',
     ))
     locals().update(_borrow(_SELECTOR, '_accept_connection2'))
     locals().update(_borrow(

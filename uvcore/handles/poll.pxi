@@ -117,7 +117,8 @@ cdef int _ensure_fd_no_transport(BaseLoop loop, object fd) except -1:
 
 
 cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple args,
-                       bint writing, object sock_key=None):
+                       bint writing, object sock_key=None, bint own=False):
+    # own: a transport watching its own fd (a write pipe's hang-up watch).
     # sock_key: the socket object, for the sock_* methods. A watch left
     # lingering by a sock_* wait on the same socket object is reused as it
     # is (no epoll change at all); any other use registers the fd afresh.
@@ -126,7 +127,7 @@ cdef object _add_watch(BaseLoop loop, object fileobj, object callback, tuple arg
     cdef Handle h, old
     loop._require_open()
     fd = _fileobj_to_fd(fileobj)
-    if loop._transports:
+    if loop._transports and not own:
         _ensure_fd_no_transport(loop, fd)
     h = loop._make_handle(callback, args, None)
     h.persistent = True

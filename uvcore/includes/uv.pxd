@@ -103,6 +103,23 @@ cdef extern from "uv.h" nogil:
         void* data
         uv_loop_t* loop
 
+    ctypedef struct uv_udp_t:
+        void* data
+        uv_loop_t* loop
+
+    ctypedef struct uv_udp_send_t:
+        void* data
+        uv_udp_t* handle
+
+    struct sockaddr:
+        unsigned short sa_family
+
+    enum uv_udp_flags:
+        UV_UDP_PARTIAL
+        UV_UDP_MMSG_CHUNK
+        UV_UDP_MMSG_FREE
+        UV_UDP_RECVMMSG
+
     ctypedef struct uv_write_t:
         void* data
         uv_stream_t* handle
@@ -137,6 +154,9 @@ cdef extern from "uv.h" nogil:
     ctypedef void (*uv_read_cb)(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept
     ctypedef void (*uv_write_cb)(uv_write_t* req, int status) noexcept
     ctypedef void (*uv_shutdown_cb)(uv_shutdown_t* req, int status) noexcept
+    ctypedef void (*uv_udp_send_cb)(uv_udp_send_t* req, int status) noexcept
+    ctypedef void (*uv_udp_recv_cb)(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf,
+                                    const sockaddr* addr, unsigned flags) noexcept
     ctypedef void (*uv_walk_cb)(uv_handle_t* handle, void* arg) noexcept
 
     const char* uv_version_string()
@@ -231,3 +251,14 @@ cdef extern from "uv.h" nogil:
 
     int uv_pipe_init(uv_loop_t*, uv_pipe_t* handle, int ipc)
     int uv_pipe_open(uv_pipe_t*, uv_os_fd_t file)
+
+    # UDP
+    int uv_udp_init_ex(uv_loop_t*, uv_udp_t* handle, unsigned int flags)
+    int uv_udp_open(uv_udp_t* handle, uv_os_sock_t sock)
+    int uv_udp_recv_start(uv_udp_t* handle, uv_alloc_cb alloc_cb, uv_udp_recv_cb recv_cb)
+    int uv_udp_recv_stop(uv_udp_t* handle)
+    int uv_udp_try_send(uv_udp_t* handle, const uv_buf_t bufs[], unsigned int nbufs,
+                        const sockaddr* addr)
+    int uv_udp_send(uv_udp_send_t* req, uv_udp_t* handle, const uv_buf_t bufs[],
+                    unsigned int nbufs, const sockaddr* addr, uv_udp_send_cb send_cb)
+    int uv_udp_using_recvmmsg(const uv_udp_t* handle)
