@@ -271,6 +271,7 @@ cdef class PipeTransport(UVStream):
         bint writing
         bint watch_hangup        # watch fd for the reader going away
         bint hangup_watched
+        Py_ssize_t grow_at       # a read pipe: grow it when a read is this big
 
     cdef int _open_pipe(self, BaseLoop loop, object pipe, object protocol,
                         object waiter, object extra, bint writing) except -1
@@ -280,6 +281,7 @@ cdef class PipeTransport(UVStream):
 
 
 cdef class ReadPipeTransport(PipeTransport):
+    cdef int _on_read(self, ssize_t nread) except -1
     cdef int _on_eof(self) except -1
 
 
