@@ -143,6 +143,9 @@ def plot(res, path):
         sm = res[s]
         if s == "micro":
             title = "micro (scheduling): %d round(s), ops/s" % sm["rounds"]
+        elif s == "io":
+            title = ("io: %d round(s), %.1f s samples; UDP echo datagrams/s, "
+                     "processes/s, pipe MiB/s" % (sm["rounds"], sm["sample_time_s"]))
         else:
             n = res["net"]
             title = ("net: %d round(s), %d connections, %.1f s per sample, %s; echo round trips/s, "

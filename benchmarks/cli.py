@@ -4,31 +4,33 @@ the dispatch to the child (``--child``) or the parent."""
 import argparse
 import sys
 
-from constants import ALL_LOOPS, HERE, RESULTS_DIR, TARGETS
+from constants import ALL_LOOPS, HERE, RESULTS_DIR, SUITES, TARGETS, io_module
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="uvcore benchmarks: scheduling micro benchmarks and network benchmarks "
-                    "(interleaved, rotated, pinned).")
-    p.add_argument("--suite", choices=("micro", "net", "all"), default="all",
-                   help="which suite(s) to run (default: all)")
+        description="uvcore benchmarks: scheduling micro benchmarks, I/O benchmarks (UDP, "
+                    "subprocesses, pipes) and network benchmarks (interleaved, rotated, pinned).")
+    p.add_argument("--suite", choices=tuple(SUITES) + ("all",), default="all",
+                   help="which suite(s) to run: %s or all (default: all)" % ", ".join(SUITES))
     p.add_argument("--loops", default=",".join(ALL_LOOPS),
                    help="comma-separated, from %s (default: all)" % ",".join(ALL_LOOPS))
     p.add_argument("--workloads", default=None,
-                   help="comma-separated workload names, from either suite (default: all with "
+                   help="comma-separated workload names, from any suite (default: all with "
                         "a target, plus every net workload); --list shows them")
     p.add_argument("--rounds", type=int, default=None,
-                   help="micro: rounds (default 5; 1 with --quick)")
+                   help="micro and io: rounds (default 5; 1 with --quick)")
     p.add_argument("--extra-rounds", type=int, default=None,
-                   help="micro: at most this many extra rounds for workloads short of "
+                   help="micro and io: at most this many extra rounds for workloads short of "
                         "undisturbed samples (default 2; 0 with --quick)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 round, short samples, both suites")
+                   help="smoke test: 1 round, short samples, all selected suites")
     p.add_argument("--sample-time", type=float, default=None,
-                   help="micro: seconds per measured sample (default 0.5; 0.1 with --quick)")
+                   help="micro and io: seconds per measured sample (default 0.5; 0.1 with "
+                        "--quick)")
     p.add_argument("--warmup-time", type=float, default=None,
-                   help="micro: seconds of warm-up per workload (default 0.1; 0.03 with --quick)")
+                   help="micro and io: seconds of warm-up per workload (default 0.1; 0.03 with "
+                        "--quick)")
     g = p.add_argument_group("net suite")
     g.add_argument("--net-rounds", type=int, default=None,
                    help="rounds (default 3; 1 with --quick)")
@@ -60,9 +62,9 @@ def main(argv=None):
                         "than --cpu)")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--cpu", type=int, default=None,
-                   help="CPU to pin the micro child and the net server to (default 0)")
+                   help="CPU to pin the micro/io child and the net server to (default 0)")
     p.add_argument("--idle-timeout", type=float, default=60.0,
-                   help="micro: kill a child that prints no result for this many seconds "
+                   help="micro and io: kill a child that prints no result for this many seconds "
                         "(default 60)")
     p.add_argument("--out-dir", default=RESULTS_DIR, help="where latest.json/.png go")
     p.add_argument("--list", action="store_true", help="list workloads and exit")
@@ -109,6 +111,13 @@ def main(argv=None):
             t = TARGETS.get(w)
             print("  %-22s %-14s %s%s" % (w, unit, desc,
                                            "  (target >= %.1fx uvloop)" % t if t else "  (extra)"))
+        bio = io_module()
+        print("io suite:")
+        for w in bio.ORDER + bio.EXTRA:
+            fn, unit, desc, _ = bio.WORKLOADS[w]
+            t = bio.TARGETS.get(w)
+            print("  %-22s %-14s %s%s" % (w, unit, desc,
+                                           "  (target >= %sx uvloop)" % _tfmt(t) if t else ""))
         print("net suite:")
         for w in net.ORDER:
             d = net.WORKLOADS[w]

@@ -1,9 +1,9 @@
 """Constants shared by the benchmark runner's modules: paths, the loops, the
 targets, the workload labels and the noise threshold.
 
-TARGETS, TARGETS_VS_ASYNCIO and LABELS are updated in place with the net
-suite's entries by the parent (parent.parent_main), so import the dicts, do
-not copy them.
+TARGETS, TARGETS_VS_ASYNCIO and LABELS are updated in place with the net and
+io suites' entries by the parent (parent.parent_main), so import the dicts,
+do not copy them.
 """
 
 import os
@@ -51,3 +51,20 @@ MAX_RETRIES = 1
 
 # uvcore / asyncio must be above this (in addition to TARGETS); filled from net.py
 TARGETS_VS_ASYNCIO = {}
+
+SUITES = ["micro", "io", "net"]     # the order of --suite all
+
+
+def io_module():
+    """The io suite's workloads (benchmarks/io.py).  Its file name is the
+    standard library's ``io``, which is always imported first, so it is
+    loaded by path, as ``bench_io``."""
+    import importlib.util
+    import sys
+    mod = sys.modules.get("bench_io")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("bench_io", os.path.join(HERE, "io.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["bench_io"] = mod
+        spec.loader.exec_module(mod)
+    return mod

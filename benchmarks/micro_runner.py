@@ -1,6 +1,7 @@
 """Parent side of the child processes: launching a child (``run.py --child``)
 and reading its results, probing a loop, one measurement run of a loop, and
-the micro suite's rotated rounds.
+the rotated rounds of the suites measured by the child: micro and io (same
+child, same settings: --rounds, --sample-time, ...).
 """
 
 import json
@@ -140,8 +141,9 @@ def measure_loop(args, name, workloads, rnd, progress):
     return samples, errors
 
 
-def run_micro(args, avail, workloads):
-    """The micro suite's rounds.  Returns (samples, errors, extra_rounds)."""
+def run_micro(args, avail, workloads, suite="micro"):
+    """The rounds of a child-measured suite (micro or io).  Returns (samples,
+    errors, extra_rounds)."""
     samples, errors = [], []
     total = args.rounds * len(avail)
     k = 0
@@ -158,17 +160,17 @@ def run_micro(args, avail, workloads):
                 break
             extra += 1
             total += len(avail)
-            print("micro extra round %d: too few undisturbed samples for %s"
-                  % (extra, ",".join(wl)), file=sys.stderr)
+            print("%s extra round %d: too few undisturbed samples for %s"
+                  % (suite, extra, ",".join(wl)), file=sys.stderr)
         rnd += 1
         shift = (rnd - 1) % max(1, len(avail))
         order = avail[shift:] + avail[:shift]
         for l in order:
             k += 1
             if rnd <= args.rounds:
-                head = "micro round %d/%d [%d/%d] %-8s" % (rnd, args.rounds, k, total, l)
+                head = "%s round %d/%d [%d/%d] %-8s" % (suite, rnd, args.rounds, k, total, l)
             else:
-                head = "micro extra round %d [%d/%d] %-8s" % (rnd - args.rounds, k, total, l)
+                head = "%s extra round %d [%d/%d] %-8s" % (suite, rnd - args.rounds, k, total, l)
             sys.stderr.write(head + " ...")
             sys.stderr.flush()
             t0 = time.monotonic()
@@ -182,7 +184,7 @@ def run_micro(args, avail, workloads):
 
             s, e = measure_loop(args, l, wl, rnd, progress)
             for x in s + e:
-                x["suite"] = "micro"
+                x["suite"] = suite
             samples += s
             errors += e
             tail = " %.1f s" % (time.monotonic() - t0)

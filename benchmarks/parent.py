@@ -8,7 +8,8 @@ import sys
 import time
 
 from chart import plot
-from constants import ALL_LOOPS, DISTURBED, LABELS, TARGETS, TARGETS_VS_ASYNCIO
+from constants import (ALL_LOOPS, DISTURBED, LABELS, SUITES, TARGETS, TARGETS_VS_ASYNCIO,
+                       io_module)
 from micro_runner import _child_env, probe_loop, run_micro
 from report import render_report
 from results import _loadavg, _show_path, build_results, write_json
@@ -16,18 +17,19 @@ from summary import short_of_clean, summarize_suites
 
 
 def _split_workloads(arg, suites):
-    """--workloads (names from either suite) -> {suite: [names]} in report order."""
+    """--workloads (names from any suite) -> {suite: [names]} in report order."""
     import micro
     import net
-    known = {"micro": micro.ORDER + micro.EXTRA, "net": net.ORDER}
-    default = {"micro": list(micro.ORDER), "net": list(net.ORDER)}
+    bio = io_module()
+    known = {"micro": micro.ORDER + micro.EXTRA, "io": bio.ORDER + bio.EXTRA, "net": net.ORDER}
+    default = {"micro": list(micro.ORDER), "io": list(bio.ORDER), "net": list(net.ORDER)}
     if not arg:
         return {s: default[s] for s in suites}
     names = [w.strip() for w in arg.split(",") if w.strip()]
     for w in names:
-        if not any(w in known[s] for s in ("micro", "net")):
+        if not any(w in known[s] for s in SUITES):
             sys.exit("unknown workload %r (known: %s)" % (
-                w, ", ".join(known["micro"] + known["net"])))
+                w, ", ".join(w for s in SUITES for w in known[s])))
     return {s: [w for w in known[s] if w in names] for s in suites}
 
 
@@ -36,12 +38,15 @@ def parent_main(args):
     TARGETS.update(net.TARGETS)
     TARGETS_VS_ASYNCIO.update(net.TARGETS_VS_ASYNCIO)
     LABELS.update(net.LABELS)
+    bio = io_module()
+    TARGETS.update(bio.TARGETS)
+    LABELS.update(bio.LABELS)
 
     loops = [l.strip() for l in args.loops.split(",") if l.strip()]
     for l in loops:
         if l not in ALL_LOOPS:
             sys.exit("unknown loop %r (known: %s)" % (l, ", ".join(ALL_LOOPS)))
-    suites = ["micro", "net"] if args.suite == "all" else [args.suite]
+    suites = list(SUITES) if args.suite == "all" else [args.suite]
     wsel = _split_workloads(args.workloads, suites)
     suites = [s for s in suites if wsel[s]]
     if not suites:
@@ -87,6 +92,9 @@ def parent_main(args):
     if "micro" in suites:
         desc.append("micro: %s, %d round(s) of ~%.1f s samples"
                     % (",".join(wsel["micro"]), args.rounds, args.sample_time))
+    if "io" in suites:
+        desc.append("io: %s, %d round(s) of ~%.1f s samples"
+                    % (",".join(wsel["io"]), args.rounds, args.sample_time))
     if "net" in suites:
         desc.append("net: %s, %d round(s) of %.1f s"
                     % (",".join(wsel["net"]), args.net_rounds, args.net_time))
@@ -118,6 +126,22 @@ def parent_main(args):
                        "(round, loop) running every workload once on a fresh event loop after "
                        "a warm-up that calibrates ops per sample; child pinned with taskset; "
                        "median [min-max] over rounds; ratios of medians"),
+        }
+    if "io" in suites:
+        t0 = time.time()
+        s, e, extra = run_micro(args, avail, wsel["io"], suite="io")
+        samples += s
+        errors += e
+        suite_meta["io"] = {
+            "duration_s": round(time.time() - t0, 1),
+            "rounds": args.rounds, "extra_rounds": extra,
+            "sample_time_s": args.sample_time, "warmup_time_s": args.warmup_time,
+            "disturbed_threshold": DISTURBED,
+            "workloads": wsel["io"],
+            "method": ("as micro (same child, settings and rotation); the spawned processes "
+                       "(true, cat) run on the child's CPU, their CPU time is recorded as "
+                       "children_cpu and not counted as others' CPU use; cpu_rate is per "
+                       "CPU-second of the loop's process only"),
         }
     if "net" in suites:
         t0 = time.time()

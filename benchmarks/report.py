@@ -14,13 +14,31 @@ def _fmt_rate(x):
     return "%.0f" % x
 
 
-def _fmt_cell(d):
+def _fmt_fine(x):
+    """About 3 significant digits (io suite: rates of ~10 to ~100k per second,
+    e.g. MiB/s or processes/s, where "2k" would say too little)."""
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return "%.2fM" % (x / 1e6)
+    if x >= 1e4:
+        return "%.1fk" % (x / 1e3)
+    if x >= 100:
+        return "%.0f" % x
+    return "%.1f" % x if x >= 10 else "%.2f" % x
+
+
+def _fmt_cell(d, fine=False):
     if not d or d["median"] is None:
         return "error" if d and d.get("errors") else "-"
     m = d["median"]
-    unit, div = ("M", 1e6) if m >= 1e6 else (("k", 1e3) if m >= 1e3 else ("", 1.0))
-    dec = 2 if unit == "M" else 0
-    cell = "%.*f%s [%.*f-%.*f]" % (dec, m / div, unit, dec, d["min"] / div, dec, d["max"] / div)
+    if fine:
+        cell = "%s [%s-%s]" % (_fmt_fine(m), _fmt_fine(d["min"]), _fmt_fine(d["max"]))
+    else:
+        unit, div = ("M", 1e6) if m >= 1e6 else (("k", 1e3) if m >= 1e3 else ("", 1.0))
+        dec = 2 if unit == "M" else 0
+        cell = "%.*f%s [%.*f-%.*f]" % (dec, m / div, unit, dec, d["min"] / div, dec,
+                                       d["max"] / div)
     if d.get("uses_disturbed"):
         cell += " *"
     if d.get("errors"):
@@ -50,6 +68,8 @@ def _table(headers, rows):
 
 SUITE_TITLES = {
     "micro": "micro: scheduling (operations/s; child pinned to one CPU)",
+    "io": "io: UDP datagrams/s, subprocesses/s, pipe MiB/s (child pinned to one CPU; the "
+          "processes it spawns share that CPU)",
     "net": "net: echo round trips/s and HTTP requests/s (server on one CPU, load generator "
            "on the other)",
 }
@@ -97,6 +117,8 @@ def _suite_tables(res, suite):
     show_target = SUBJECT in loops and BASELINE in loops
     ceiling = (res.get("net") or {}).get("ceiling") if suite == "net" else None
     show_ceiling = bool(ceiling)
+    fine = suite == "io"
+    fmt_rate = _fmt_fine if fine else _fmt_rate
 
     headers = ["workload"] + ["%s median [min-max]" % l for l in loops]
     if show_ceiling:
@@ -108,7 +130,7 @@ def _suite_tables(res, suite):
     for w, ent in summary.items():
         row = [LABELS.get(w, w)]
         for l in loops:
-            row.append(_fmt_cell(ent["loops"][l]) if l in avail else "missing")
+            row.append(_fmt_cell(ent["loops"][l], fine) if l in avail else "missing")
         if show_ceiling:
             row.append(_fmt_cell(ceiling.get(ent.get("ceiling_key"))))
         for k in ratio_keys:
@@ -118,14 +140,16 @@ def _suite_tables(res, suite):
         rows.append(row)
     out.append(_table(headers, rows))
     sm = res[suite]
-    out.append("rates per second (M = 1e6, k = 1e3), %d round(s)%s; ratios are of medians, "
+    out.append("rates per second%s (M = 1e6, k = 1e3), %d round(s)%s; ratios are of medians, "
                "[min-max] of the same-round ratios." % (
+                   " in each workload's unit" if fine else "",
                    sm["rounds"], " + %d extra" % sm["extra_rounds"] if sm["extra_rounds"] else ""))
 
     # CPU efficiency, medians
     if avail:
-        what = ("ops per CPU-second of the child" if suite == "micro"
-                else "round trips (requests) per server CPU-second")
+        what = {"micro": "ops per CPU-second of the child",
+                "io": "ops per CPU-second of the child, without its subprocesses"}.get(
+                    suite, "round trips (requests) per server CPU-second")
         headers2 = ["workload (%s)" % what] + avail
         if show_ceiling:
             headers2.append("C epoll")
@@ -133,7 +157,7 @@ def _suite_tables(res, suite):
         headers2 += ckeys
         rows2 = []
         for w, ent in summary.items():
-            row = [LABELS.get(w, w)] + [_fmt_rate(ent["loops"][l]["cpu_rate_median"])
+            row = [LABELS.get(w, w)] + [fmt_rate(ent["loops"][l]["cpu_rate_median"])
                                         for l in avail]
             if show_ceiling:
                 c = ceiling.get(ent.get("ceiling_key"))

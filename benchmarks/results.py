@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 
-from constants import TARGETS, TARGETS_VS_ASYNCIO
+from constants import TARGETS, TARGETS_VS_ASYNCIO, io_module
 
 
 def _cpu_model():
@@ -45,6 +45,10 @@ def build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, err
     for w in wsel.get("micro", []):
         wdesc[w] = {"suite": "micro", "unit": micro.WORKLOADS[w][1],
                     "description": micro.WORKLOADS[w][2],
+                    "target_vs_uvloop": TARGETS.get(w)}
+    for w in wsel.get("io", []):
+        fn, unit, desc, _ = io_module().WORKLOADS[w]
+        wdesc[w] = {"suite": "io", "unit": unit, "description": desc,
                     "target_vs_uvloop": TARGETS.get(w)}
     for w in wsel.get("net", []):
         d = net.WORKLOADS[w]

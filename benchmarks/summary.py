@@ -112,12 +112,14 @@ def summarize(samples, errors, loops, workloads, rounds, suite):
 
 
 def summarize_suites(res, samples, errors, loops, suites, wsel, args):
-    """res["summary"] for every suite run, plus the C ceiling of the net suite
+    """res["summary"] for every suite run (micro, io, net), plus the C ceiling of the net suite
     (res["net"]["ceiling"], and a per-workload "ceiling" entry and ratio)."""
     import net
     summary = {}
     if "micro" in suites:
         summary.update(summarize(samples, errors, loops, wsel["micro"], args.rounds, "micro"))
+    if "io" in suites:
+        summary.update(summarize(samples, errors, loops, wsel["io"], args.rounds, "io"))
     if "net" in suites:
         ns = summarize(samples, errors, loops, wsel["net"], args.net_rounds, "net")
         ceiling = {}
