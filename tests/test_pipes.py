@@ -132,6 +132,15 @@ async def assert_closed_exactly_once(fd):
 # Read pipes
 
 
+def _is_reading(tr, unknown):
+    """tr.is_reading(); ``unknown`` where the stdlib's read pipe transport
+    does not have it (Python 3.10)."""
+    try:
+        return tr.is_reading()
+    except NotImplementedError:
+        return unknown
+
+
 def test_read_pipe_data_then_eof(loop, closing):
     rf, wf = make_pipe(closing)
 
@@ -144,7 +153,7 @@ def test_read_pipe_data_then_eof(loop, closing):
         assert tr.get_extra_info("pipe") is rf
         assert tr.get_extra_info("no-such-key", "dflt") == "dflt"
         assert tr.get_protocol() is proto
-        assert tr.is_reading() and not tr.is_closing()
+        assert _is_reading(tr, True) and not tr.is_closing()
         assert await proto.wait_bytes(7) == b"before "
 
         t = threading.Thread(target=os.write, args=(wf.fileno(), b"thread "))
@@ -156,7 +165,7 @@ def test_read_pipe_data_then_eof(loop, closing):
         assert await wait_lost(proto) is None
         assert proto.data == b"before thread last"
         assert proto.events == ["made", "data", "eof", "lost"]
-        assert tr.is_closing() and not tr.is_reading()
+        assert tr.is_closing() and not _is_reading(tr, False)
         assert rf.closed
         assert not errors
 
@@ -169,7 +178,7 @@ def test_read_pipe_pause_resume(loop, closing):
     async def main():
         tr, proto = await loop.connect_read_pipe(Recorder, rf)
         tr.pause_reading()
-        assert not tr.is_reading()
+        assert not _is_reading(tr, False)
         tr.pause_reading()                  # idempotent
         os.write(wf.fileno(), b"held back")
         await asyncio.sleep(0.05)
@@ -177,7 +186,7 @@ def test_read_pipe_pause_resume(loop, closing):
         assert proto.data_calls == 0 and proto.events == ["made"]
 
         tr.resume_reading()
-        assert tr.is_reading()
+        assert _is_reading(tr, True)
         tr.resume_reading()                 # idempotent
         assert await proto.wait_bytes(9) == b"held back"
 
@@ -205,7 +214,7 @@ def test_read_pipe_close(loop, closing, paused):
             tr.pause_reading()
         os.write(wf.fileno(), b"unread")
         tr.close()
-        assert tr.is_closing() and not tr.is_reading()
+        assert tr.is_closing() and not _is_reading(tr, False)
         tr.close()                          # second close is a no-op
         assert await wait_lost(proto) is None
         assert proto.events == ["made", "lost"]
