@@ -166,9 +166,14 @@ cdef class _SignalWakeup(UVHandle):
     cdef int _on_readable(self) except -1
 
 
+cdef class TLSProtocol
+
+
 cdef class UVStream(UVHandle):
     # A TCP or Unix stream connection (handles/stream.pxi).
     cdef:
+        TLSProtocol tls          # the protocol, when it is uvcore's TLS layer
+        bint discard_on_close    # read away unread input before closing (TLS)
         object sock              # the socket object; detached before uv_close
         int fd
         object protocol
@@ -209,6 +214,7 @@ cdef class UVStream(UVHandle):
     cdef int _release_view(self) except -1
     cdef int _on_read(self, ssize_t nread) except -1
     cdef int _on_eof(self) except -1
+    cdef int _write(self, object data) except -1
     cdef int _schedule_flush(self) except -1
     cdef int _flush(self) except -1
     cdef int _on_write_done(self, int status, Py_ssize_t nbytes) except -1
@@ -287,3 +293,68 @@ cdef class ReadPipeTransport(PipeTransport):
 
 cdef class WritePipeTransport(PipeTransport):
     pass
+
+
+cdef class TLSProtocol:
+    # TLS between a stream transport and the application (tls.pxi).
+    cdef:
+        BaseLoop loop
+        object transport         # the wire transport (a proxy)
+        UVStream wire            # its uvcore stream, None for other transports
+        object app_protocol
+        readonly object app_transport
+        bint app_buffered
+        object waiter
+        dict extra
+        object sslobj
+        object sslobj_read
+        object sslobj_write
+        object incoming          # ssl.MemoryBIO: records from the wire
+        object outgoing          # ssl.MemoryBIO: records to the wire
+        int state
+        int app_state
+        bint server_side
+        bint eof                 # the wire saw EOF
+        bint app_closed
+        bint closing_wire
+        bint wire_paused         # the wire transport asked us to pause writing
+        bint wire_reading_paused
+        bint app_reading_paused
+        bint app_writing_paused
+        int conn_lost
+        list backlog             # application data waiting for the handshake
+        Py_ssize_t backlog_size
+        Py_ssize_t read_high
+        Py_ssize_t read_low
+        Py_ssize_t write_high
+        Py_ssize_t write_low
+        object handshake_timeout
+        object shutdown_timeout
+        object handshake_timer
+        object shutdown_timer
+        double handshake_started
+        object wire_buffer       # get_buffer() for non-uvcore transports
+        object __weakref__
+
+    cdef int _set_app_protocol(self, object app_protocol) except -1
+    cdef int _wire_data(self, char* data, Py_ssize_t n) except -1
+    cdef int _on_incoming(self) except -1
+    cdef int _start_handshake(self) except -1
+    cdef int _do_handshake(self) except -1
+    cdef int _wakeup_waiter(self, object exc) except -1
+    cdef int _start_shutdown(self) except -1
+    cdef int _do_flush(self) except -1
+    cdef int _do_shutdown(self) except -1
+    cdef int _on_shutdown_complete(self, object exc) except -1
+    cdef int _abort(self) except -1
+    cdef int _cancel_timers(self) except -1
+    cdef int _app_write(self, object data) except -1
+    cdef int _do_write(self) except -1
+    cdef int _process_outgoing(self) except -1
+    cdef int _control_app_writing(self) except -1
+    cdef int _do_read(self) except -1
+    cdef int _read_copied(self) except -1
+    cdef int _read_buffered(self) except -1
+    cdef int _call_eof_received(self) except -1
+    cdef int _control_wire_reading(self) except -1
+    cdef int _force_close_wire(self, object exc) except -1

@@ -4,23 +4,27 @@ The orchestration of asyncio's network API -- resolving addresses, trying each
 one (happy eyeballs), binding servers, building asyncio.Server, the sendfile and
 TLS plumbing -- is asyncio's own code, taken from the running Python's asyncio
 so that arguments, errors and messages are exactly asyncio's for that version.
+TLS (_make_ssl_transport, start_tls) is uvcore's own layer (tls.pxi).
 What it builds on is uvcore's: the stream, datagram and pipe transports
 (libuv), the accept loop,
 the sock_* methods and getaddrinfo (see _uvcore: handles/stream.pxi,
 handles/tcp.pxi, server.pxi, sock.pxi, dns.pxi).
 """
 
-import asyncio
-import inspect
 import os
 import socket
-from asyncio import base_events, constants, selector_events, sslproto, unix_events
+from asyncio import base_events, constants, selector_events, unix_events
+
+try:
+    import ssl
+except ImportError:         # pragma: no cover - Python built without ssl
+    ssl = None
+
+from ._uvcore import TLSProtocol
 
 _BASE = base_events.BaseEventLoop
 _SELECTOR = selector_events.BaseSelectorEventLoop
 _UNIX = unix_events._UnixSelectorEventLoop
-
-_SSLPROTO_PARAMS = inspect.signature(sslproto.SSLProtocol).parameters
 
 
 def _borrow(cls, *names):
@@ -41,7 +45,7 @@ class NetworkMixin:
         'create_connection', '_connect_sock', '_create_connection_transport',
         '_ensure_resolved', 'create_server', '_create_server_getaddrinfo',
         'connect_accepted_socket', 'sendfile', '_sendfile_fallback',
-        'start_tls', 'sock_sendfile', '_sock_sendfile_fallback',
+        'sock_sendfile', '_sock_sendfile_fallback',
         '_check_sendfile_params', 'create_datagram_endpoint',
         'connect_read_pipe', 'connect_write_pipe',
     ))
@@ -60,16 +64,47 @@ class NetworkMixin:
                             ssl_shutdown_timeout=getattr(
                                 constants, 'SSL_SHUTDOWN_TIMEOUT', None),
                             call_connection_made=True):
-        kwargs = {'ssl_handshake_timeout': ssl_handshake_timeout,
-                  'call_connection_made': call_connection_made}
-        if 'ssl_shutdown_timeout' in _SSLPROTO_PARAMS:
-            kwargs['ssl_shutdown_timeout'] = ssl_shutdown_timeout
-        ssl_protocol = sslproto.SSLProtocol(
+        # uvcore's TLS layer (tls.pxi) as the stream's protocol.
+        tls = TLSProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            **kwargs)
-        self._make_socket_transport(rawsock, ssl_protocol, extra=extra,
-                                    server=server)
-        return ssl_protocol._app_transport
+            call_connection_made=call_connection_made,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        self._make_socket_transport(rawsock, tls, extra=extra, server=server)
+        return tls.app_transport
+
+    async def start_tls(self, transport, protocol, sslcontext, *,
+                        server_side=False, server_hostname=None,
+                        ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """Upgrade an open connection to TLS; returns the new transport."""
+        if ssl is None:
+            raise RuntimeError('Python ssl module is not available')
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(f'sslcontext is expected to be an instance of '
+                            f'ssl.SSLContext, got {sslcontext!r}')
+        if not getattr(transport, '_start_tls_compatible', False):
+            raise TypeError(
+                f'transport {transport!r} is not supported by start_tls()')
+        waiter = self.create_future()
+        tls = TLSProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname,
+            call_connection_made=False,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        # Nothing may be read between the switch of protocols and the
+        # handshake: the bytes would go to the old protocol.
+        transport.pause_reading()
+        transport.set_protocol(tls)
+        made = self.call_soon(tls.connection_made, transport)
+        resumed = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            made.cancel()
+            resumed.cancel()
+            raise
+        return tls.app_transport
 
     async def _sendfile_native(self, transp, file, offset, count):
         # The transport's fd belongs to its libuv stream, which libuv lets no

@@ -102,6 +102,13 @@ cdef class UVStream(UVHandle):
     cdef int _set_protocol(self, object protocol) except -1:
         self.protocol = protocol
         self.protocol_connected = True
+        if isinstance(protocol, TLSProtocol):
+            # uvcore's TLS layer: fed from C (_on_read), not via its methods.
+            self.tls = protocol
+            self.buffered = False
+            self.data_received = self.get_buffer = self.buffer_updated = None
+            return 0
+        self.tls = None
         self.buffered = isinstance(protocol, BufferedProtocol)
         if self.buffered:
             self.get_buffer = protocol.get_buffer
@@ -175,7 +182,14 @@ cdef class UVStream(UVHandle):
             self._release_view()
             return 0
         if nread > 0:
-            if self.buffered:
+            if self.tls is not None:
+                try:
+                    self.tls._wire_data(loop.read_buffer, nread)
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    loop._stop_with(exc)
+                except BaseException as exc:
+                    self._fatal_error(exc, 'Fatal error: TLS layer failed.')
+            elif self.buffered:
                 self._release_view()
                 try:
                     self.buffer_updated(nread)
@@ -249,6 +263,9 @@ cdef class UVStream(UVHandle):
     # -- writing -------------------------------------------------------------
 
     def write(self, data):
+        self._write(data)
+
+    cdef int _write(self, object data) except -1:
         cdef Py_buffer view
         cdef uv.uv_buf_t buf
         cdef int n
@@ -259,19 +276,19 @@ cdef class UVStream(UVHandle):
             buf.base = PyBytes_AS_STRING(data)
             buf.len = PyBytes_GET_SIZE(data)
             if buf.len == 0:
-                return
+                return 0
             n = uv.uv_try_write(<uv.uv_stream_t*>self.handle, &buf, 1)
             if n == <int>buf.len:
-                return
+                return 0
             if n < 0 and n != uv.UV_EAGAIN:
                 self._fatal_error(uv_error(n), 'Fatal write error on socket transport')
-                return
+                return 0
             self.wq.append(data)
             self.wq_head_offset = n if n > 0 else 0
             self.wq_bytes += buf.len - self.wq_head_offset
             self._schedule_flush()
             self._maybe_pause_protocol()
-            return
+            return 0
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
@@ -280,12 +297,12 @@ cdef class UVStream(UVHandle):
         if self.empty_waiter is not None:
             raise RuntimeError('unable to write; sendfile is in progress')
         if not data:
-            return
+            return 0
         if self.conn_lost:
             if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning('socket.send() raised exception.')
             self.conn_lost += 1
-            return
+            return 0
         if self.wq_bytes == 0 and self.inflight_bytes == 0:
             PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
             try:
@@ -293,12 +310,12 @@ cdef class UVStream(UVHandle):
                 buf.len = view.len
                 n = uv.uv_try_write(<uv.uv_stream_t*>self.handle, &buf, 1)
                 if n == view.len:
-                    return
+                    return 0
                 if n < 0:
                     if n != uv.UV_EAGAIN:
                         self._fatal_error(uv_error(n),
                                           'Fatal write error on socket transport')
-                        return
+                        return 0
                     n = 0
                 if type(data) is bytes:
                     self.wq.append(data)
@@ -319,6 +336,7 @@ cdef class UVStream(UVHandle):
             if self.inflight_bytes == 0:
                 self._schedule_flush()
         self._maybe_pause_protocol()
+        return 0
 
     def writelines(self, list_of_data):
         # One vectored write for all of them: queued together, flushed as one
@@ -562,6 +580,9 @@ cdef class UVStream(UVHandle):
         self.loop.call_soon(self._call_connection_lost, exc)
         return 0
 
+    def _force_close_from_python(self, exc):
+        self._force_close(exc)
+
     def _call_connection_lost(self, exc):
         try:
             if self.protocol_connected and self.protocol is not None:
@@ -581,10 +602,13 @@ cdef class UVStream(UVHandle):
         if loop is not None and loop._transports is not None:
             if loop._transports.get(self.fd) is self.proxy:
                 del loop._transports[self.fd]
+        if self.discard_on_close:
+            _discard_input(self.fd, loop)
         if self.sock is not None:
             self.sock.detach()
         self._close()
         self.protocol = None
+        self.tls = None
         server = self.server
         self.server = None
         if server is not None and loop is not None and not loop._closed:
@@ -650,6 +674,23 @@ cdef class UVStream(UVHandle):
         return '<{}>'.format(' '.join(info))
 
 
+cdef extern from "sys/socket.h" nogil:
+    ssize_t recv(int fd, void* buf, size_t n, int flags)
+    int MSG_DONTWAIT
+
+
+cdef int _discard_input(int fd, BaseLoop loop) except -1:
+    # Unread input makes close() send a reset, which can destroy what we
+    # wrote last (a TLS close_notify) before the peer reads it.
+    cdef int i
+    if loop is None or loop.read_buffer == NULL:
+        return 0
+    for i in range(16):
+        if recv(fd, loop.read_buffer, READ_BUFFER_SIZE, MSG_DONTWAIT) <= 0:
+            break
+    return 0
+
+
 # asyncio.Server grew a transport argument to _attach/_detach in 3.13.
 import inspect as _inspect
 from asyncio import base_events as _base_events
@@ -683,6 +724,7 @@ class StreamTransportProxy(_FlowControlMixin):
                  'get_write_buffer_size', '__weakref__')
 
     _sendfile_compatible = _SendfileMode.TRY_NATIVE
+    _start_tls_compatible = True
 
     def __init__(self, impl):
         self._impl = impl
@@ -744,6 +786,9 @@ class StreamTransportProxy(_FlowControlMixin):
     @property
     def _loop(self):
         return self._impl._get_loop()
+
+    def _force_close(self, exc):
+        self._impl._force_close_from_python(exc)
 
     def _make_empty_waiter(self):
         return self._impl._make_empty_waiter()

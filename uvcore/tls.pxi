@@ -1,0 +1,736 @@
+# TLS: the protocol layer between a stream transport (the wire: TLS records)
+# and the application's protocol (plaintext), over ssl.MemoryBIO/SSLObject.
+#
+# Behaviour follows asyncio's SSLProtocol (3.11+): the same states, timeouts,
+# flow-control defaults, errors and callback order, with two deliberate
+# differences: closing sends close_notify and then closes the connection at
+# once (asyncio and uvloop wait for the peer's close_notify, up to
+# ssl_shutdown_timeout); and reading stops when the BIOs are known to be
+# empty instead of calling SSLObject.read until it raises SSLWantReadError
+# (an exception per read was the single largest cost of a small TLS record).
+#
+# On a uvcore stream the wire is driven from C: the stream hands what it read
+# (the loop's read buffer, through a memoryview, no bytes object) to
+# _wire_data, and TLS records go out through the stream's own write path.
+# Any other transport (TLS in TLS, a foreign transport) gets the ordinary
+# protocol methods.
+
+import ssl as _ssl
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_READ
+
+from asyncio import constants as _aio_constants
+from asyncio import exceptions as _aio_exceptions
+
+cdef object SSLWantReadError = _ssl.SSLWantReadError
+cdef object SSLWantWriteError = _ssl.SSLWantWriteError
+cdef tuple SSL_AGAIN = (_ssl.SSLWantReadError, _ssl.SSLSyscallError)
+cdef object SSLError = _ssl.SSLError
+cdef object CertificateError = _ssl.CertificateError
+cdef Py_ssize_t TLS_READ_MAX = 256 * 1024
+cdef Py_ssize_t SSL_READ_HIGH = getattr(_aio_constants, 'FLOW_CONTROL_HIGH_WATER_SSL_READ', 256)
+cdef Py_ssize_t SSL_WRITE_HIGH = getattr(_aio_constants, 'FLOW_CONTROL_HIGH_WATER_SSL_WRITE', 512)
+
+# states of the TLS session
+cdef enum:
+    TLS_UNWRAPPED = 0
+    TLS_HANDSHAKE = 1
+    TLS_WRAPPED = 2
+    TLS_FLUSHING = 3
+    TLS_SHUTDOWN = 4
+
+# states of the application protocol
+cdef enum:
+    APP_INIT = 0
+    APP_CON_MADE = 1
+    APP_EOF = 2
+    APP_CON_LOST = 3
+
+
+cdef tuple _flow_limits(object high, object low, Py_ssize_t kb):
+    if high is None:
+        high = kb * 1024 if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+    return high, low
+
+
+def _default_client_context(server_side, server_hostname):
+    if server_side:
+        raise ValueError('Server side SSL needs a valid SSLContext')
+    ctx = _ssl.create_default_context()
+    if not server_hostname:
+        ctx.check_hostname = False
+    return ctx
+
+
+@cython.no_gc_clear
+cdef class TLSProtocol:
+
+    def __init__(self, loop, app_protocol, sslcontext, waiter,
+                 server_side=False, server_hostname=None,
+                 call_connection_made=True,
+                 ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        if ssl_handshake_timeout is None:
+            ssl_handshake_timeout = _SSL_HANDSHAKE_TIMEOUT
+        elif ssl_handshake_timeout <= 0:
+            raise ValueError(
+                f"ssl_handshake_timeout should be a positive number, "
+                f"got {ssl_handshake_timeout}")
+        if ssl_shutdown_timeout is None:
+            ssl_shutdown_timeout = _SSL_SHUTDOWN_TIMEOUT
+        elif ssl_shutdown_timeout <= 0:
+            raise ValueError(
+                f"ssl_shutdown_timeout should be a positive number, "
+                f"got {ssl_shutdown_timeout}")
+        if not sslcontext:
+            sslcontext = _default_client_context(server_side, server_hostname)
+        self.loop = loop
+        self.server_side = server_side
+        self.handshake_timeout = ssl_handshake_timeout
+        self.shutdown_timeout = ssl_shutdown_timeout
+        self.waiter = waiter
+        self.extra = {'sslcontext': sslcontext}
+        self.backlog = []
+        self.incoming = _ssl.MemoryBIO()
+        self.outgoing = _ssl.MemoryBIO()
+        self.sslobj = sslcontext.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side,
+            server_hostname=server_hostname if server_hostname and not server_side
+            else None)
+        self.sslobj_read = self.sslobj.read
+        self.sslobj_write = self.sslobj.write
+        self.app_state = APP_INIT if call_connection_made else APP_CON_MADE
+        self.state = TLS_UNWRAPPED
+        self.read_high, self.read_low = _flow_limits(None, None, SSL_READ_HIGH)
+        self.write_high, self.write_low = _flow_limits(None, None, SSL_WRITE_HIGH)
+        self._set_app_protocol(app_protocol)
+        self.app_transport = TLSTransportProxy(self)
+
+    cdef int _set_app_protocol(self, object app_protocol) except -1:
+        self.app_protocol = app_protocol
+        self.app_buffered = isinstance(app_protocol, BufferedProtocol)
+        return 0
+
+    # -- the wire side: protocol methods the stream transport calls ----------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        impl = getattr(transport, '_impl', None)
+        self.wire = impl if isinstance(impl, UVStream) else None
+        self._start_handshake()
+
+    def connection_lost(self, exc):
+        cdef BaseLoop loop = self.loop
+        self.backlog = []
+        self.backlog_size = 0
+        if self.outgoing.pending:
+            self.outgoing.read()
+        self.conn_lost += 1
+        self.app_closed = True
+        if self.state != TLS_HANDSHAKE and \
+                self.app_state in (APP_CON_MADE, APP_EOF):
+            self.app_state = APP_CON_LOST
+            loop.call_soon(self.app_protocol.connection_lost, exc)
+        self.state = TLS_UNWRAPPED
+        self.transport = None
+        self.wire = None
+        self._wakeup_waiter(exc)
+        self._cancel_timers()
+
+    def get_buffer(self, n):
+        # Only for a transport other than a uvcore stream.
+        want = n if 0 < n <= TLS_READ_MAX else TLS_READ_MAX
+        if self.wire_buffer is None or len(self.wire_buffer) < want:
+            self.wire_buffer = memoryview(bytearray(want))
+        return self.wire_buffer
+
+    def buffer_updated(self, nbytes):
+        self.incoming.write(self.wire_buffer[:nbytes])
+        self._on_incoming()
+
+    def data_received(self, data):
+        self.incoming.write(data)
+        self._on_incoming()
+
+    cdef int _wire_data(self, char* data, Py_ssize_t n) except -1:
+        # From the uvcore stream's read callback: the loop's read buffer.
+        self.incoming.write(PyMemoryView_FromMemory(data, n, PyBUF_READ))
+        self._on_incoming()
+        return 0
+
+    cdef int _on_incoming(self) except -1:
+        if self.state == TLS_WRAPPED:
+            self._do_read()
+        elif self.state == TLS_HANDSHAKE:
+            self._do_handshake()
+        elif self.state == TLS_FLUSHING:
+            self._do_flush()
+        elif self.state == TLS_SHUTDOWN:
+            self._do_shutdown()
+        return 0
+
+    def eof_received(self):
+        self.eof = True
+        try:
+            if self.loop._debug:
+                logger.debug("%r received EOF", self)
+            if self.state == TLS_HANDSHAKE:
+                self._on_handshake_complete(ConnectionResetError)
+            elif self.state == TLS_WRAPPED:
+                self.state = TLS_FLUSHING
+                if self.app_reading_paused:
+                    return True
+                self._do_flush()
+            elif self.state == TLS_FLUSHING:
+                self._do_write()
+                self.state = TLS_SHUTDOWN
+                self._do_shutdown()
+            elif self.state == TLS_SHUTDOWN:
+                self._do_shutdown()
+        except Exception:
+            self.transport.close()
+            raise
+
+    def pause_writing(self):
+        self.wire_paused = True
+
+    def resume_writing(self):
+        self.wire_paused = False
+        self._process_outgoing()
+
+    # -- handshake -----------------------------------------------------------
+
+    cdef int _start_handshake(self) except -1:
+        cdef BaseLoop loop = self.loop
+        if loop._debug:
+            logger.debug("%r starts SSL handshake", self)
+            self.handshake_started = loop.time()
+        self.state = TLS_HANDSHAKE
+        self.handshake_timer = loop.call_later(self.handshake_timeout,
+                                               self._check_handshake_timeout)
+        self._do_handshake()
+        return 0
+
+    def _check_handshake_timeout(self):
+        if self.state == TLS_HANDSHAKE:
+            self._fatal_error(ConnectionAbortedError(
+                f"SSL handshake is taking longer than {self.handshake_timeout} "
+                f"seconds: aborting the connection"))
+
+    cdef int _do_handshake(self) except -1:
+        try:
+            self.sslobj.do_handshake()
+        except SSL_AGAIN:
+            self._process_outgoing()
+        except SSLError as exc:
+            self._on_handshake_complete(exc)
+        else:
+            self._on_handshake_complete(None)
+        return 0
+
+    def _on_handshake_complete(self, handshake_exc):
+        cdef BaseLoop loop = self.loop
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
+        sslobj = self.sslobj
+        try:
+            if handshake_exc is not None:
+                raise handshake_exc
+            self.state = TLS_WRAPPED
+            peercert = sslobj.getpeercert()
+        except Exception as exc:
+            self.state = TLS_UNWRAPPED
+            if isinstance(exc, CertificateError):
+                msg = 'SSL handshake failed on verifying the certificate'
+            else:
+                msg = 'SSL handshake failed'
+            # What the handshake wrote (an alert) goes out before the close.
+            self._process_outgoing()
+            self._fatal_error(exc, msg)
+            self._wakeup_waiter(exc)
+            return
+        if loop._debug:
+            logger.debug("%r: SSL handshake took %.1f ms", self,
+                         (loop.time() - self.handshake_started) * 1e3)
+        self.extra.update(peercert=peercert, cipher=sslobj.cipher(),
+                          compression=sslobj.compression(), ssl_object=sslobj)
+        if self.app_state == APP_INIT:
+            self.app_state = APP_CON_MADE
+            self.app_protocol.connection_made(self.app_transport)
+        self._wakeup_waiter(None)
+        self._do_read()
+
+    cdef int _wakeup_waiter(self, object exc) except -1:
+        waiter = self.waiter
+        if waiter is None:
+            return 0
+        self.waiter = None
+        if not waiter.cancelled():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+        return 0
+
+    # -- shutdown ------------------------------------------------------------
+
+    cdef int _start_shutdown(self) except -1:
+        if self.state in (TLS_FLUSHING, TLS_SHUTDOWN, TLS_UNWRAPPED):
+            return 0
+        self.app_closed = True
+        if self.state == TLS_HANDSHAKE:
+            self._abort()
+            return 0
+        self.state = TLS_FLUSHING
+        self.shutdown_timer = self.loop.call_later(self.shutdown_timeout,
+                                                   self._check_shutdown_timeout)
+        self._do_flush()
+        return 0
+
+    def _check_shutdown_timeout(self):
+        if self.state in (TLS_FLUSHING, TLS_SHUTDOWN) and self.transport is not None:
+            self._force_close_wire(_aio_exceptions.TimeoutError('SSL shutdown timed out'))
+
+    cdef int _do_flush(self) except -1:
+        self._do_read()
+        self.state = TLS_SHUTDOWN
+        self._do_shutdown()
+        return 0
+
+    cdef int _do_shutdown(self) except -1:
+        # Our close_notify goes out, and the connection is closed without
+        # waiting for the peer's: the transfer stops at once.
+        try:
+            if not self.eof:
+                self.sslobj.unwrap()
+        except SSL_AGAIN:
+            self._process_outgoing()
+            self._on_shutdown_complete(None)
+        except SSLError as exc:
+            self._on_shutdown_complete(exc)
+        else:
+            self._process_outgoing()
+            self._call_eof_received()
+            self._on_shutdown_complete(None)
+        return 0
+
+    cdef int _on_shutdown_complete(self, object exc) except -1:
+        self._cancel_timers()
+        if exc is not None:
+            self._fatal_error(exc, 'Fatal error on transport')
+        elif self.transport is not None and not self.closing_wire:
+            self.closing_wire = True
+            if self.wire is not None:
+                self.wire.discard_on_close = True
+            self.loop.call_soon(self.transport.close)
+        return 0
+
+    cdef int _abort(self) except -1:
+        self.state = TLS_UNWRAPPED
+        if self.transport is not None:
+            self.transport.abort()
+        return 0
+
+    cdef int _cancel_timers(self) except -1:
+        if self.shutdown_timer is not None:
+            self.shutdown_timer.cancel()
+            self.shutdown_timer = None
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
+        return 0
+
+    # -- outgoing: application data to TLS records ----------------------------
+
+    cdef int _app_write(self, object data) except -1:
+        cdef Py_ssize_t n
+        if self.state != TLS_WRAPPED and self.state != TLS_HANDSHAKE:
+            if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning('SSL connection is closed')
+            self.conn_lost += 1
+            return 0
+        n = len(data)
+        if not n:
+            return 0
+        if self.state == TLS_WRAPPED and not self.backlog:
+            # The common case: encrypt at once, hand the record to the wire.
+            try:
+                if self.sslobj_write(data) == n:
+                    self._process_outgoing()
+                    return 0
+            except SSL_AGAIN:
+                pass
+            except Exception as exc:
+                self._fatal_error(exc, 'Fatal error on SSL protocol')
+                return 0
+            # (a memory BIO takes everything; this is only for safety)
+            self._process_outgoing()
+            return 0
+        self.backlog.append(data if type(data) is bytes else bytes(data))
+        self.backlog_size += n
+        if self.state == TLS_WRAPPED:
+            try:
+                self._do_write()
+            except Exception as exc:
+                self._fatal_error(exc, 'Fatal error on SSL protocol')
+        else:
+            self._control_app_writing()
+        return 0
+
+    cdef int _do_write(self) except -1:
+        cdef Py_ssize_t count, size
+        try:
+            while self.backlog:
+                data = self.backlog[0]
+                size = len(data)
+                count = self.sslobj_write(data)
+                if count < size:
+                    self.backlog[0] = memoryview(data)[count:]
+                    self.backlog_size -= count
+                else:
+                    del self.backlog[0]
+                    self.backlog_size -= size
+        except SSL_AGAIN:
+            pass
+        self._process_outgoing()
+        return 0
+
+    cdef int _process_outgoing(self) except -1:
+        if not self.wire_paused and self.outgoing.pending:
+            data = self.outgoing.read()
+            if self.wire is not None:
+                self.wire._write(data)
+            elif self.transport is not None:
+                self.transport.write(data)
+        if self.app_writing_paused or self.outgoing.pending or self.backlog_size:
+            self._control_app_writing()
+        return 0
+
+    cdef int _control_app_writing(self) except -1:
+        cdef Py_ssize_t size = self.outgoing.pending + self.backlog_size
+        if size >= self.write_high and not self.app_writing_paused:
+            self.app_writing_paused = True
+            try:
+                self.app_protocol.pause_writing()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                self.loop.call_exception_handler({
+                    'message': 'protocol.pause_writing() failed',
+                    'exception': exc,
+                    'transport': self.app_transport,
+                    'protocol': self,
+                })
+        elif size <= self.write_low and self.app_writing_paused:
+            self.app_writing_paused = False
+            try:
+                self.app_protocol.resume_writing()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                self.loop.call_exception_handler({
+                    'message': 'protocol.resume_writing() failed',
+                    'exception': exc,
+                    'transport': self.app_transport,
+                    'protocol': self,
+                })
+        return 0
+
+    # -- incoming: TLS records to application data ----------------------------
+
+    cdef int _do_read(self) except -1:
+        if self.state != TLS_WRAPPED and self.state != TLS_FLUSHING:
+            return 0
+        try:
+            if not self.app_reading_paused:
+                if self.app_buffered:
+                    self._read_buffered()
+                else:
+                    self._read_copied()
+                if self.backlog:
+                    self._do_write()
+                else:
+                    self._process_outgoing()
+            self._control_wire_reading()
+        except Exception as exc:
+            self._fatal_error(exc, 'Fatal error on SSL protocol')
+        return 0
+
+    cdef int _read_copied(self) except -1:
+        cdef list parts = None
+        cdef bint closed = False
+        first = None
+        incoming = self.incoming
+        sslobj = self.sslobj
+        while True:
+            try:
+                chunk = self.sslobj_read(TLS_READ_MAX)
+            except SSL_AGAIN:
+                break
+            if not chunk:
+                closed = True           # close_notify
+                break
+            if first is None:
+                first = chunk
+            elif parts is None:
+                parts = [first, chunk]
+            else:
+                parts.append(chunk)
+            if not incoming.pending and not sslobj.pending():
+                break                   # nothing left: no SSLWantReadError
+        if first is not None:
+            self.app_protocol.data_received(first if parts is None
+                                            else b''.join(parts))
+        if closed:
+            self._call_eof_received()
+            self._start_shutdown()
+        return 0
+
+    cdef int _read_buffered(self) except -1:
+        cdef Py_ssize_t offset = 0, wants, count = 1
+        cdef bint more = False
+        buf = self.app_protocol.get_buffer(self.incoming.pending)
+        wants = len(buf)
+        if wants == 0:
+            raise RuntimeError('get_buffer() returned an empty buffer')
+        view = memoryview(buf)
+        try:
+            while offset < wants:
+                count = self.sslobj_read(wants - offset,
+                                         view[offset:] if offset else view)
+                if count <= 0:
+                    break
+                offset += count
+                if not self.incoming.pending and not self.sslobj.pending():
+                    break
+            else:
+                more = True             # the buffer is full: read on later
+        except SSL_AGAIN:
+            pass
+        finally:
+            view.release()
+        if offset:
+            self.app_protocol.buffer_updated(offset)
+        if more:
+            self.loop.call_soon(self._resume_read)
+        if count == 0:
+            self._call_eof_received()
+            self._start_shutdown()
+        return 0
+
+    def _resume_read(self):
+        if self.state == TLS_WRAPPED:
+            self._do_read()
+        elif self.state == TLS_FLUSHING:
+            self._do_flush()
+        elif self.state == TLS_SHUTDOWN:
+            self._do_shutdown()
+
+    cdef int _call_eof_received(self) except -1:
+        try:
+            if self.app_state == APP_CON_MADE:
+                self.app_state = APP_EOF
+                if self.app_protocol.eof_received():
+                    logger.warning('returning true from eof_received() '
+                                   'has no effect when using ssl')
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, 'Error calling eof_received()')
+        return 0
+
+    cdef int _control_wire_reading(self) except -1:
+        cdef Py_ssize_t size = self.incoming.pending
+        if size >= self.read_high and not self.wire_reading_paused:
+            self.wire_reading_paused = True
+            self.transport.pause_reading()
+        elif size <= self.read_low and self.wire_reading_paused:
+            self.wire_reading_paused = False
+            self.transport.resume_reading()
+        return 0
+
+    # -- errors --------------------------------------------------------------
+
+    cdef int _force_close_wire(self, object exc) except -1:
+        transport = self.transport
+        if transport is None:
+            return 0
+        if self.wire is not None:
+            self.wire._force_close(exc)
+        else:
+            force = getattr(transport, '_force_close', None)
+            if force is not None:
+                force(exc)
+            else:
+                transport.abort()
+        return 0
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        self._force_close_wire(exc)
+        if isinstance(exc, OSError):
+            if self.loop._debug:
+                logger.debug("%r: %s", self, message, exc_info=True)
+        elif not isinstance(exc, _aio_exceptions.CancelledError):
+            self.loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self,
+            })
+
+    # -- the application's transport (TLSTransportProxy calls these) ----------
+
+    def write(self, data):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data: expecting a bytes-like instance, "
+                            f"got {type(data).__name__}")
+        self._app_write(data)           # (copied if it has to wait)
+
+    def writelines(self, list_of_data):
+        data = b''.join(list_of_data)
+        if data:
+            self._app_write(data)
+
+    def close(self):
+        if not self.app_closed:
+            self.app_closed = True
+            self._start_shutdown()
+
+    def abort(self):
+        self.app_closed = True
+        if self.state != TLS_UNWRAPPED or self.transport is not None:
+            self._abort()
+
+    def is_closing(self):
+        return self.app_closed
+
+    def is_reading(self):
+        return not self.app_reading_paused
+
+    def pause_reading(self):
+        self.app_reading_paused = True
+
+    def resume_reading(self):
+        if self.app_reading_paused:
+            self.app_reading_paused = False
+            self.loop.call_soon(self._resume_read)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self.write_high, self.write_low = _flow_limits(high, low, SSL_WRITE_HIGH)
+        self._control_app_writing()
+
+    def get_write_buffer_limits(self):
+        return (self.write_low, self.write_high)
+
+    def get_write_buffer_size(self):
+        return self.outgoing.pending + self.backlog_size
+
+    def set_read_buffer_limits(self, high=None, low=None):
+        self.read_high, self.read_low = _flow_limits(high, low, SSL_READ_HIGH)
+        if self.transport is not None:
+            self._control_wire_reading()
+
+    def get_read_buffer_limits(self):
+        return (self.read_low, self.read_high)
+
+    def get_read_buffer_size(self):
+        return self.incoming.pending
+
+    def get_extra_info(self, name, default=None):
+        if name in self.extra:
+            return self.extra[name]
+        if self.transport is not None:
+            return self.transport.get_extra_info(name, default)
+        return default
+
+    def set_protocol(self, protocol):
+        self._set_app_protocol(protocol)
+
+    def get_protocol(self):
+        return self.app_protocol
+
+    @property
+    def _app_protocol_paused(self):
+        return self.app_writing_paused
+
+    def _transport_closed(self):
+        return self.app_closed
+
+    def __repr__(self):
+        return f'<uvcore TLSProtocol state={self.state} app_state={self.app_state}>'
+
+
+class TLSTransportProxy(_FlowControlMixin, Transport):
+    """The transport an application protocol sees over TLS."""
+
+    _start_tls_compatible = True        # TLS in TLS
+
+    __slots__ = ('_impl', 'write', 'writelines', 'get_extra_info', 'is_closing',
+                 'is_reading', 'pause_reading', 'resume_reading',
+                 'get_write_buffer_size', '__weakref__')
+
+    def __init__(self, impl):
+        self._impl = impl
+        self.write = impl.write
+        self.writelines = impl.writelines
+        self.get_extra_info = impl.get_extra_info
+        self.is_closing = impl.is_closing
+        self.is_reading = impl.is_reading
+        self.pause_reading = impl.pause_reading
+        self.resume_reading = impl.resume_reading
+        self.get_write_buffer_size = impl.get_write_buffer_size
+
+    def close(self):
+        self._impl.close()
+
+    def abort(self):
+        self._impl.abort()
+
+    def write_eof(self):
+        raise NotImplementedError("SSL doesn't support half-closes")
+
+    def can_write_eof(self):
+        return False
+
+    def _maybe_pause_protocol(self):
+        pass
+
+    def _maybe_resume_protocol(self):
+        pass
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._impl.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self):
+        return self._impl.get_write_buffer_limits()
+
+    def set_read_buffer_limits(self, high=None, low=None):
+        self._impl.set_read_buffer_limits(high, low)
+
+    def get_read_buffer_limits(self):
+        return self._impl.get_read_buffer_limits()
+
+    def get_read_buffer_size(self):
+        return self._impl.get_read_buffer_size()
+
+    def set_protocol(self, protocol):
+        self._impl.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._impl.get_protocol()
+
+    @property
+    def _protocol_paused(self):
+        return self._impl._app_protocol_paused
+
+    def __repr__(self):
+        return f'<{type(self).__name__} {self._impl!r}>'
+
+    def __del__(self, _warn=warnings.warn):
+        if not self._impl._transport_closed():
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._impl.abort()
