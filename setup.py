@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import shlex
 import subprocess
 import sys
@@ -295,6 +296,22 @@ class build_ext(_build_ext):
         os.makedirs(self.build_temp, exist_ok=True)
         with open(self._config_stamp(), "w", encoding="utf-8") as f:
             json.dump(config, f)
+
+    def copy_extensions_to_source(self):
+        # --inplace: replace the module with a new file (os.replace), never
+        # overwrite it: a running process that has the old one mapped would
+        # crash (SIGBUS) on a module rewritten under it.
+        def copy_file(src, dst, *args, **kwargs):
+            tmp = "%s.tmp-%d" % (dst, os.getpid())
+            shutil.copyfile(src, tmp)
+            shutil.copymode(src, tmp)
+            os.replace(tmp, dst)
+            return dst, 1
+        self.copy_file = copy_file
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            del self.copy_file
 
     def build_extensions(self):
         config = {"system_libuv": USE_SYSTEM_LIBUV, "debug": DEBUG, "asan": ASAN}
