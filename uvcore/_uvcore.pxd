@@ -309,6 +309,7 @@ cdef class TLSProtocol:
         object sslobj
         object sslobj_read
         object sslobj_write
+        object sslobj_pending
         object incoming          # ssl.MemoryBIO: records from the wire
         object outgoing          # ssl.MemoryBIO: records to the wire
         int state
