@@ -58,7 +58,7 @@ $(VPY):
 # Checked on every run (cheap: one dpkg-query per package); apt-get runs only
 # when something is missing, with a single "apt-get update" first.
 # Debian packages the side-by-side benchmark needs on top (wrk: the HTTP load).
-BENCH_DEBIAN_PACKAGES := wrk gcc
+BENCH_DEBIAN_PACKAGES := wrk gcc libssl-dev openssl
 
 bench-debian-packages:
 	@$(MAKE) --no-print-directory debian-packages DEBIAN_PACKAGES="$(DEBIAN_PACKAGES) $(BENCH_DEBIAN_PACKAGES)"

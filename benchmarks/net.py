@@ -2,9 +2,11 @@
 
 Echo servers in four styles (sock_* methods, streams, Protocol,
 BufferedProtocol) at 1 KiB, 10 KiB and 100 KiB, driven by the C ping-pong load
-generator ``loadgen.c``, and a minimal httptools HTTP/1.1 server driven by
-``wrk``.  The servers are in ``net_servers.py``; ``echo_epoll.c`` is the C
-ceiling (raw epoll; also answers HTTP with ``--http``).
+generator ``loadgen.c``, a minimal httptools HTTP/1.1 server driven by
+``wrk``, and TLS workloads (the Protocol echo behind ``ssl=``: echo at 1 KiB
+and 100 KiB, and handshakes/s) driven by ``loadgen_tls.c`` (see tls.py).
+The servers are in ``net_servers.py``; ``echo_epoll.c`` is the C ceiling
+(raw epoll; also answers HTTP with ``--http``; none for TLS).
 
 One cell = one server process for one (round, workload, server):
 
@@ -36,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import tls
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD_DIR = os.path.join(HERE, ".build")
@@ -75,6 +79,9 @@ WORKLOADS["http"] = {
     "ceiling": "http",
 }
 ORDER.append("http")
+# the TLS workloads (benchmarks/tls.py): tls_echo_1k, tls_echo_100k, tls_handshake
+WORKLOADS.update(tls.WORKLOADS)
+ORDER += tls.ORDER
 
 # uvcore / uvloop, ratio of medians that uvcore must reach
 TARGETS = {
@@ -85,6 +92,7 @@ TARGETS = {
     "buffered_1k": 1.1,
     "http": 1.05,
 }
+TARGETS.update(tls.TARGETS)
 # ... and uvcore / asyncio must be above this
 TARGETS_VS_ASYNCIO = {
     "protocol_100k": 1.0,
@@ -121,9 +129,8 @@ def _cc():
     return None
 
 
-def build_tools():
-    """Compile loadgen.c and echo_epoll.c into benchmarks/.build/ (cached by a
-    hash of source, compiler and flags).  Returns a dict; raises CellError."""
+def _cc_info():
+    """(path, version line) of the C compiler; raises CellError if there is none."""
     cc = _cc()
     if not cc:
         raise CellError("no C compiler (cc/gcc/clang) found: the network suite needs one "
@@ -133,35 +140,64 @@ def build_tools():
                              timeout=30).stdout.splitlines()[0].strip()
     except (OSError, subprocess.SubprocessError, IndexError):
         ver = "?"
-    flags = ["-O2", "-std=gnu11", "-Wall"]
-    out = {"cc": cc, "cc_version": ver, "cflags": " ".join(flags)}
+    return cc, ver
+
+
+CFLAGS = ["-O2", "-std=gnu11", "-Wall"]
+
+
+def compile_c(name, libs=(), cc_info=None):
+    """Compile benchmarks/NAME.c into benchmarks/.build/NAME-HASH (cached by a
+    hash of source, compiler, flags and libraries) and return its path; raises
+    CellError (compiler output in .detail)."""
+    cc, ver = cc_info or _cc_info()
+    flags = CFLAGS
     os.makedirs(BUILD_DIR, exist_ok=True)
-    for name in ("loadgen", "echo_epoll"):
-        src = os.path.join(HERE, name + ".c")
-        with open(src, "rb") as f:
-            h = hashlib.sha256(f.read())
-        h.update(("\0%s\0%s\0%s" % (cc, ver, " ".join(flags))).encode())
-        exe = os.path.join(BUILD_DIR, "%s-%s" % (name, h.hexdigest()[:16]))
-        if not os.access(exe, os.X_OK):
-            tmp = "%s.tmp%d" % (exe, os.getpid())
-            r = subprocess.run([cc] + flags + ["-o", tmp, src], capture_output=True, text=True)
-            if r.returncode != 0:
+    src = os.path.join(HERE, name + ".c")
+    with open(src, "rb") as f:
+        h = hashlib.sha256(f.read())
+    h.update(("\0%s\0%s\0%s" % (cc, ver, " ".join(flags))).encode())
+    if libs:
+        h.update(("\0" + " ".join(libs)).encode())
+    exe = os.path.join(BUILD_DIR, "%s-%s" % (name, h.hexdigest()[:16]))
+    if not os.access(exe, os.X_OK):
+        tmp = "%s.tmp%d" % (exe, os.getpid())
+        r = subprocess.run([cc] + flags + ["-o", tmp, src] + list(libs), capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise CellError("compiling %s failed" % os.path.basename(src),
+                            (r.stderr or r.stdout)[-2000:])
+        os.replace(tmp, exe)
+        # drop older builds of the same program
+        for old in os.listdir(BUILD_DIR):
+            if old.startswith(name + "-") and os.path.join(BUILD_DIR, old) != exe:
                 try:
-                    os.unlink(tmp)
+                    os.unlink(os.path.join(BUILD_DIR, old))
                 except OSError:
                     pass
-                raise CellError("compiling %s failed" % os.path.basename(src),
-                                (r.stderr or r.stdout)[-2000:])
-            os.replace(tmp, exe)
-            # drop older builds of the same program
-            for old in os.listdir(BUILD_DIR):
-                if old.startswith(name + "-") and os.path.join(BUILD_DIR, old) != exe:
-                    try:
-                        os.unlink(os.path.join(BUILD_DIR, old))
-                    except OSError:
-                        pass
-        out[name] = exe
+    return exe
+
+
+def build_tools():
+    """Compile loadgen.c and echo_epoll.c into benchmarks/.build/ (see
+    compile_c).  Returns a dict; raises CellError.  The TLS client
+    (loadgen_tls.c) is built only when a TLS workload runs (prepare_tls)."""
+    cc, ver = _cc_info()
+    out = {"cc": cc, "cc_version": ver, "cflags": " ".join(CFLAGS)}
+    for name in ("loadgen", "echo_epoll"):
+        out[name] = compile_c(name, (), (cc, ver))
     return out
+
+
+def prepare_tls(ctx, meta):
+    """Build the TLS client and make the certificate (tls.prepare); returns
+    None or why the TLS workloads cannot run."""
+    cc_info = (ctx["tools"]["cc"], ctx["tools"]["cc_version"])
+    return tls.prepare(ctx, meta, lambda name, libs: compile_c(name, libs, cc_info))
 
 
 def wrk_info():
@@ -318,9 +354,11 @@ def _run_capture(cmd, timeout, env):
                 proc.returncode, ru)
 
 
-def run_loadgen(ctx, server, size, duration, warmup, http=False, measure=True):
-    cmd = list(ctx["client_pin"]) + [ctx["tools"]["loadgen"], "-c", str(ctx["connections"]),
-                                     "-d", "%.3f" % duration, "-w", "%.3f" % warmup]
+def run_loadgen(ctx, server, size, duration, warmup, http=False, measure=True, wl=None):
+    gen = (tls.client_cmd(ctx, wl) if wl is not None and tls.is_tls(wl)
+           else [ctx["tools"]["loadgen"]])
+    cmd = list(ctx["client_pin"]) + gen + ["-c", str(ctx["connections"]),
+                                           "-d", "%.3f" % duration, "-w", "%.3f" % warmup]
     if ctx["unix"] and not http:
         cmd += ["--unix", ctx["unix"]]
     else:
@@ -351,6 +389,9 @@ def run_loadgen(ctx, server, size, duration, warmup, http=False, measure=True):
         "warmup_ops": r.get("warmup_round_trips"),
         "per_conn_min": r.get("per_conn_min"),
         "per_conn_max": r.get("per_conn_max"),
+        "tls": ({k: r.get(k) for k in ("tls_version", "tls_cipher", "tls_group", "openssl",
+                                       "handshakes", "handshakes_total", "legacy_ec")}
+                if r.get("mode", "").startswith("tls") else None),
     }
 
 
@@ -422,6 +463,8 @@ def _server_cmd(ctx, server, wl):
             cmd.append("--http")
     else:
         cmd = [sys.executable, SERVERS, "--loop", server, "--style", wl["style"]]
+        if tls.is_tls(wl):
+            cmd += tls.server_args(ctx)
     if ctx["unix"] and not http:
         cmd += ["--unix", ctx["unix"]]
     else:
@@ -441,7 +484,7 @@ def measure_cell(ctx, server, wname, may_retry=lambda: True):
         # prime: a short throw-away run with the same connections and size
         try:
             p = run_loadgen(ctx, srv, wl["size"], ctx["prime_time"], 0.0, http=http,
-                            measure=False)
+                            measure=False, wl=wl)
         except CellError as e:
             raise CellError("priming run: %s" % e, e.detail)
         rec["prime_ops"] = p["ops"]
@@ -450,7 +493,8 @@ def measure_cell(ctx, server, wname, may_retry=lambda: True):
             if http:
                 m = run_wrk(ctx, srv, ctx["net_time"])
             else:
-                m = run_loadgen(ctx, srv, wl["size"], ctx["net_time"], ctx["warmup_time"])
+                m = run_loadgen(ctx, srv, wl["size"], ctx["net_time"], ctx["warmup_time"],
+                                wl=wl)
             other, steal, disturbed = _other(m, len(ctx["cpus"]))
             m.update(other_cpu=other, steal_frac=steal, disturbed=disturbed)
             attempts.append(other)
@@ -482,9 +526,9 @@ def measure_cell(ctx, server, wname, may_retry=lambda: True):
         client_cpu=round(m["client_cpu"], 4) if m.get("client_cpu") is not None else None,
         other_cpu=m["other_cpu"], steal=m["steal_frac"], disturbed=m["disturbed"],
         attempts_other_cpu=attempts,
-        generator="wrk" if http else "loadgen",
+        generator="wrk" if http else ("loadgen_tls" if tls.is_tls(wl) else "loadgen"),
     )
-    for k in ("warmup_ops", "per_conn_min", "per_conn_max"):
+    for k in ("warmup_ops", "per_conn_min", "per_conn_max", "tls"):
         if m.get(k) is not None:
             rec[k] = m[k]
     if tail.strip():
@@ -502,7 +546,7 @@ def _fmt_rate(x):
     if x >= 1e6:
         return "%.2fM" % (x / 1e6)
     if x >= 1e3:
-        return "%.0fk" % (x / 1e3)
+        return "%.*fk" % (2 if x < 1e4 else (1 if x < 1e5 else 0), x / 1e3)
     return "%.0f" % x
 
 
@@ -537,6 +581,7 @@ def make_context(args, env, server_pin, client_pin, cpus):
 
 
 def cleanup(ctx):
+    tls.cleanup(ctx)
     if ctx and ctx.get("unix"):
         shutil.rmtree(os.path.dirname(ctx["unix"]), ignore_errors=True)
 
@@ -560,13 +605,15 @@ def run_suite(args, ctx, loops, workloads, short_of_clean, log):
     ceil_keys = {}                          # ceiling key -> first workload using it
     if args.ceiling:
         for w in workloads:
-            ceil_keys.setdefault(WORKLOADS[w]["ceiling"], w)
+            if WORKLOADS[w]["ceiling"]:             # none for TLS
+                ceil_keys.setdefault(WORKLOADS[w]["ceiling"], w)
 
     def cells_for(wl_list, with_ceiling):
         cells = []
         for wi, w in enumerate(wl_list):
             servers = list(loops)
-            if with_ceiling and ceil_keys.get(WORKLOADS[w]["ceiling"]) == w:
+            if with_ceiling and WORKLOADS[w]["ceiling"] and \
+                    ceil_keys.get(WORKLOADS[w]["ceiling"]) == w:
                 servers.append(CEILING)
             shift = (rnd - 1 + wi) % max(1, len(servers))
             cells += [(w, s) for s in servers[shift:] + servers[:shift]]

@@ -2,7 +2,8 @@
 """Echo and HTTP servers for the uvcore network benchmarks.
 
     python benchmarks/net_servers.py --loop uvcore|uvloop|asyncio
-        --style sock|streams|protocol|buffered|http [--host H] [--port P | --unix PATH]
+        --style sock|streams|protocol|buffered|http|tls [--host H] [--port P | --unix PATH]
+        [--certfile CERT --keyfile KEY]         (--style tls)
 
 Prints ``READY <port>`` on stdout once it listens (``--port 0``, the default,
 picks a free port; a Unix socket prints ``READY 0``), then serves until it is
@@ -26,6 +27,10 @@ Styles (echo servers write back every byte they read):
   parses with ``httptools.HttpRequestParser`` and answers every request with
   "Hello, World!" (Content-Length set).  Closes the connection when the
   request asks for it.
+* ``tls``: the ``protocol`` echo server (``data_received`` ->
+  ``transport.write``) behind ``ssl=``: a server ``SSLContext``
+  (``PROTOCOL_TLS_SERVER``, TLS 1.3 minimum, default ciphers and session
+  tickets) with ``--certfile``/``--keyfile`` (benchmarks/tls.py makes them).
 """
 
 import argparse
@@ -202,17 +207,28 @@ def _factory(style):
             "http": HttpProtocol}[style]
 
 
-async def start_transport_server(loop, style, host, port, unix):
+def tls_context(certfile, keyfile):
+    """The server SSLContext of the ``tls`` style: TLS 1.3, defaults otherwise."""
+    import ssl
+    if not certfile or not keyfile:
+        raise ValueError("--style tls needs --certfile and --keyfile")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+async def start_transport_server(loop, style, host, port, unix, ssl=None):
     factory = _factory(style)
     if unix:
-        return await loop.create_unix_server(factory, unix, backlog=1024)
-    return await loop.create_server(factory, host, port, backlog=1024)
+        return await loop.create_unix_server(factory, unix, backlog=1024, ssl=ssl)
+    return await loop.create_server(factory, host, port, backlog=1024, ssl=ssl)
 
 
-STYLES = ("sock", "streams", "protocol", "buffered", "http")
+STYLES = ("sock", "streams", "protocol", "buffered", "http", "tls")
 
 
-async def start(loop, style, host, port, unix):
+async def start(loop, style, host, port, unix, certfile=None, keyfile=None):
     if style == "sock":
         srv = await start_sock(loop, host, port, unix)
         return srv, (None if unix else srv.getsockname()[1])
@@ -221,7 +237,11 @@ async def start(loop, style, host, port, unix):
     else:
         if style == "http":
             import httptools  # noqa: F401 - fail before READY if it is missing
-        srv = await start_transport_server(loop, style, host, port, unix)
+        ssl = None
+        if style == "tls":
+            ssl = tls_context(certfile, keyfile)
+            style = "protocol"
+        srv = await start_transport_server(loop, style, host, port, unix, ssl=ssl)
     return srv, (None if unix else srv.sockets[0].getsockname()[1])
 
 
@@ -232,6 +252,8 @@ def main(argv=None):
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--unix", default=None, help="serve on this Unix socket path instead")
+    p.add_argument("--certfile", default=None, help="--style tls: the certificate (PEM)")
+    p.add_argument("--keyfile", default=None, help="--style tls: its private key (PEM)")
     args = p.parse_args(argv)
 
     sys.path.insert(0, HERE)
@@ -243,7 +265,8 @@ def main(argv=None):
         if args.unix and os.path.exists(args.unix):
             os.unlink(args.unix)
         srv, port = loop.run_until_complete(
-            start(loop, args.style, args.host, args.port, args.unix))
+            start(loop, args.style, args.host, args.port, args.unix, args.certfile,
+                  args.keyfile))
     except Exception as e:              # noqa: BLE001 - reported to the runner
         # one line for the runner ("ERROR ..."), the traceback on stderr
         import traceback

@@ -166,6 +166,14 @@ def parent_main(args):
                                         "httptools); HTTP not run" % sys.executable})
                 print("net: httptools not installed; skipping http", file=sys.stderr)
                 wl.remove("http")
+            tls_wl = [w for w in wl if net.tls.is_tls(net.WORKLOADS[w])]
+            why = net.prepare_tls(ctx, meta) if tls_wl else None
+            if why:
+                for w in tls_wl:
+                    errors.append({"suite": "net", "round": 0, "loop": "all", "workload": w,
+                                   "error": "TLS workloads not run: " + why})
+                    wl.remove(w)
+                print("net: TLS workloads not run: %s" % why, file=sys.stderr)
             try:
                 s, e, extra, info = net.run_suite(args, ctx, avail, wl, short_of_clean,
                                                   lambda m: print(m, file=sys.stderr))
@@ -180,7 +188,8 @@ def parent_main(args):
             "workloads": wsel["net"],
             "method": ("per round, per workload, each loop in rotated order: a fresh server "
                        "process pinned to one CPU, primed with a short throw-away client run, "
-                       "then the load generator (loadgen.c ping-pong, or wrk for HTTP) pinned "
+                       "then the load generator (loadgen.c ping-pong, wrk for HTTP, "
+                       "loadgen_tls.c for TLS) pinned "
                        "to the other CPU for a fixed time; server CPU time from /proc/PID/stat "
                        "over the measured window; a C epoll server as the ceiling; median "
                        "[min-max] over rounds; ratios of medians"),

@@ -4,13 +4,22 @@ grouped errors and the versions/machine footer."""
 from constants import BASELINE, DISTURBED, LABELS, SUBJECT
 
 
+CLIENT_BOUND = 0.95     # net: the load generator's CPU share that the report points out
+
+
+def _kdec(m):
+    """Decimals for a rate shown in k: 2 below 10k, 1 below 100k (TLS handshakes,
+    100 KiB echoes), 0 above."""
+    return 2 if m < 1e4 else (1 if m < 1e5 else 0)
+
+
 def _fmt_rate(x):
     if x is None:
         return "-"
     if x >= 1e6:
         return "%.2fM" % (x / 1e6)
     if x >= 1e3:
-        return "%.0fk" % (x / 1e3)
+        return "%.*fk" % (_kdec(x), x / 1e3)
     return "%.0f" % x
 
 
@@ -36,7 +45,7 @@ def _fmt_cell(d, fine=False):
         cell = "%s [%s-%s]" % (_fmt_fine(m), _fmt_fine(d["min"]), _fmt_fine(d["max"]))
     else:
         unit, div = ("M", 1e6) if m >= 1e6 else (("k", 1e3) if m >= 1e3 else ("", 1.0))
-        dec = 2 if unit == "M" else 0
+        dec = 2 if unit == "M" else (_kdec(m) if unit == "k" else 0)
         cell = "%.*f%s [%.*f-%.*f]" % (dec, m / div, unit, dec, d["min"] / div, dec,
                                        d["max"] / div)
     if d.get("uses_disturbed"):
@@ -70,8 +79,8 @@ SUITE_TITLES = {
     "micro": "micro: scheduling (operations/s; child pinned to one CPU)",
     "io": "io: UDP datagrams/s, subprocesses/s, pipe MiB/s (child pinned to one CPU; the "
           "processes it spawns share that CPU)",
-    "net": "net: echo round trips/s and HTTP requests/s (server on one CPU, load generator "
-           "on the other)",
+    "net": "net: echo round trips/s, HTTP requests/s, TLS handshakes/s (server on one CPU, "
+           "load generator on the other)",
 }
 
 
@@ -149,7 +158,7 @@ def _suite_tables(res, suite):
     if avail:
         what = {"micro": "ops per CPU-second of the child",
                 "io": "ops per CPU-second of the child, without its subprocesses"}.get(
-                    suite, "round trips (requests) per server CPU-second")
+                    suite, "round trips (requests, handshakes) per server CPU-second")
         headers2 = ["workload (%s)" % what] + avail
         if show_ceiling:
             headers2.append("C epoll")
@@ -202,6 +211,26 @@ def _suite_tables(res, suite):
             out.append("load generators: loadgen.c (%s %s), %s; httptools %s"
                        % (n.get("cc", "?"), n.get("cflags", ""), n.get("wrk") or "wrk missing",
                           n.get("httptools") or "missing"))
+        if n.get("tls") and any(s.get("tls") for s in ss):
+            t = n["tls"]
+            neg = next(s["tls"] for s in ss if s.get("tls"))
+            out.append("TLS: loadgen_tls.c (%s), servers: python ssl (%s); %s, %s, %s; %s "
+                       "certificate; no C ceiling for TLS"
+                       % (t.get("loadgen_openssl", "?"), t.get("python_ssl", "?"),
+                          neg.get("tls_version"), neg.get("tls_cipher"), neg.get("tls_group"),
+                          t.get("certificate", "?").split(",")[0] + " EC P-256"))
+        # cells where the load generator used (nearly) all of its CPU
+        sat = {}
+        for x in ss:
+            if x.get("client_cpu") is not None and x.get("wall") and \
+                    not x["workload"].startswith("ceiling:"):
+                sat.setdefault((x["workload"], x["loop"]), []).append(x["client_cpu"] / x["wall"])
+        busy = ["%s %s %.0f%%" % (LABELS.get(w, w), l, 100 * sorted(v)[len(v) // 2])
+                for (w, l), v in sat.items() if sorted(v)[len(v) // 2] >= CLIENT_BOUND]
+        if busy:
+            out.append("load generator CPU >= %.0f%% (median; throughput may be capped by the "
+                       "client there, compare per server CPU-second): %s"
+                       % (100 * CLIENT_BOUND, ", ".join(busy)))
         warned = [s for s in ss if s.get("server_stderr")]
         if warned:
             out.append("note: %d server(s) wrote to stderr (see server_stderr in the JSON), "

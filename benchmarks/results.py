@@ -103,6 +103,11 @@ def build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, err
         for k in ("cc", "wrk", "httptools"):
             if res["net"].get(k):
                 res["versions"][k] = res["net"][k]
+        t = res["net"].get("tls") or {}
+        if t.get("python_ssl"):
+            res["versions"]["openssl_python"] = t["python_ssl"]
+        if t.get("loadgen_openssl"):
+            res["versions"]["openssl_loadgen"] = t["loadgen_openssl"]
     return res
 
 

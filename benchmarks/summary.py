@@ -126,6 +126,9 @@ def summarize_suites(res, samples, errors, loops, suites, wsel, args):
         for w, ent in ns.items():
             key = net.WORKLOADS[w]["ceiling"]
             ent["ceiling_key"] = key
+            if key is None:                 # no C ceiling (TLS)
+                ent["ceiling"] = None
+                continue
             if key not in ceiling:
                 c = net.ceiling_stats(samples, key)
                 if c is not None:

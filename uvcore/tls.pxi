@@ -17,7 +17,10 @@
 
 import ssl as _ssl
 from cpython.memoryview cimport PyMemoryView_FromMemory
-from cpython.buffer cimport PyBUF_READ
+from cpython.buffer cimport PyBUF_READ, PyBUF_WRITE
+
+cdef extern from "Python.h":
+    int _PyBytes_Resize(PyObject** string, Py_ssize_t newsize) except -1
 
 from asyncio import constants as _aio_constants
 from asyncio import exceptions as _aio_exceptions
@@ -28,6 +31,7 @@ cdef tuple SSL_AGAIN = (_ssl.SSLWantReadError, _ssl.SSLSyscallError)
 cdef object SSLError = _ssl.SSLError
 cdef object CertificateError = _ssl.CertificateError
 cdef Py_ssize_t TLS_READ_MAX = 256 * 1024
+cdef Py_ssize_t TLS_RECORD_MAX = 16384 + 256       # plaintext of one record, and then some
 cdef Py_ssize_t SSL_READ_HIGH = getattr(_aio_constants, 'FLOW_CONTROL_HIGH_WATER_SSL_READ', 256)
 cdef Py_ssize_t SSL_WRITE_HIGH = getattr(_aio_constants, 'FLOW_CONTROL_HIGH_WATER_SSL_WRITE', 512)
 
@@ -466,29 +470,44 @@ cdef class TLSProtocol:
         return 0
 
     cdef int _read_copied(self) except -1:
-        cdef list parts = None
+        # All the plaintext there is, in one bytes object of the right size:
+        # SSLObject.read(n) would allocate n bytes for every record (asyncio
+        # and uvloop pass 256 KiB: a large allocation per read), and several
+        # records would need joining. The plaintext is at most what the BIO
+        # holds, plus what the SSL object holds: decrypted (pending()) and one
+        # record it may have begun to take in before the rest arrived.
+        cdef Py_ssize_t cap, off = 0, count
         cdef bint closed = False
-        first = None
+        cdef PyObject* raw
         incoming = self.incoming
-        while True:
-            try:
-                chunk = self.sslobj_read(TLS_READ_MAX)
-            except SSL_AGAIN:
-                break
-            if not chunk:
-                closed = True           # close_notify
-                break
-            if first is None:
-                first = chunk
-            elif parts is None:
-                parts = [first, chunk]
-            else:
-                parts.append(chunk)
-            if not incoming.pending and not self.sslobj_pending():
-                break                   # nothing left: no SSLWantReadError
-        if first is not None:
-            self.app_protocol.data_received(first if parts is None
-                                            else b''.join(parts))
+        cap = incoming.pending + self.sslobj_pending() + TLS_RECORD_MAX
+        data = PyBytes_FromStringAndSize(NULL, cap)
+        view = PyMemoryView_FromMemory(PyBytes_AS_STRING(data), cap, PyBUF_WRITE)
+        try:
+            while off < cap:
+                try:
+                    count = self.sslobj_read(cap - off, view[off:] if off else view)
+                except SSL_AGAIN:
+                    break
+                if count == 0:
+                    closed = True       # close_notify
+                    break
+                off += count
+                if not incoming.pending and not self.sslobj_pending():
+                    break               # nothing left: no SSLWantReadError
+        finally:
+            view.release()
+        if off == cap and not closed:
+            self.loop.call_soon(self._resume_read)      # (cannot happen)
+        if off:
+            if off < cap:
+                raw = <PyObject*>data
+                Py_INCREF(raw)
+                data = None             # ours is now the only reference
+                _PyBytes_Resize(&raw, off)
+                data = <object>raw
+                Py_DECREF(raw)
+            self.app_protocol.data_received(data)
         if closed:
             self._call_eof_received()
             self._start_shutdown()
