@@ -318,6 +318,8 @@ cdef class TLSProtocol:
         bint eof                 # the wire saw EOF
         bint app_closed
         bint closing_wire
+        bint lingering           # our close_notify is out: wait for the peer's
+        bint discarding          # ... throwing away whatever else comes
         bint wire_paused         # the wire transport asked us to pause writing
         bint wire_reading_paused
         bint app_reading_paused
@@ -346,6 +348,8 @@ cdef class TLSProtocol:
     cdef int _start_shutdown(self) except -1
     cdef int _do_flush(self) except -1
     cdef int _do_shutdown(self) except -1
+    cdef int _linger(self) except -1
+    cdef int _linger_input(self) except -1
     cdef int _on_shutdown_complete(self, object exc) except -1
     cdef int _abort(self) except -1
     cdef int _cancel_timers(self) except -1

@@ -3,9 +3,10 @@
 #
 # Behaviour follows asyncio's SSLProtocol (3.11+): the same states, timeouts,
 # flow-control defaults, errors and callback order, with two deliberate
-# differences: closing sends close_notify and then closes the connection at
-# once (asyncio and uvloop wait for the peer's close_notify, up to
-# ssl_shutdown_timeout); and reading stops when the BIOs are known to be
+# differences: closing sends close_notify and the application hears
+# connection_lost at once (asyncio and uvloop wait for the peer's
+# close_notify first, up to ssl_shutdown_timeout; uvcore half-closes the TCP
+# connection and drains it in the background meanwhile); and reading stops when the BIOs are known to be
 # empty instead of calling SSLObject.read until it raises SSLWantReadError
 # (an exception per read was the single largest cost of a small TLS record).
 #
@@ -198,7 +199,10 @@ cdef class TLSProtocol:
                 self.state = TLS_SHUTDOWN
                 self._do_shutdown()
             elif self.state == TLS_SHUTDOWN:
-                self._do_shutdown()
+                if self.lingering:
+                    self._on_shutdown_complete(None)
+                else:
+                    self._do_shutdown()
         except Exception:
             self.transport.close()
             raise
@@ -311,20 +315,61 @@ cdef class TLSProtocol:
         return 0
 
     cdef int _do_shutdown(self) except -1:
-        # Our close_notify goes out, and the connection is closed without
-        # waiting for the peer's: the transfer stops at once.
+        if self.lingering:
+            return self._linger_input()
         try:
             if not self.eof:
                 self.sslobj.unwrap()
         except SSL_AGAIN:
+            # Our close_notify is written; the peer's has not come.
             self._process_outgoing()
-            self._on_shutdown_complete(None)
+            self._linger()
         except SSLError as exc:
             self._on_shutdown_complete(exc)
         else:
             self._process_outgoing()
             self._call_eof_received()
             self._on_shutdown_complete(None)
+        return 0
+
+    cdef int _linger(self) except -1:
+        # The transfer stops at once: the application hears connection_lost
+        # now, without waiting for the peer's close_notify (asyncio and uvloop
+        # wait for it, up to ssl_shutdown_timeout). The TCP connection itself
+        # is half-closed (FIN after our last bytes) and drained until the
+        # peer's close_notify or EOF, so that nothing the peer still sends
+        # makes the kernel reset the connection and drop the tail of what we
+        # wrote; the shutdown timer bounds that.
+        cdef BaseLoop loop = self.loop
+        self.lingering = True
+        if self.app_state == APP_CON_MADE or self.app_state == APP_EOF:
+            self.app_state = APP_CON_LOST
+            loop.call_soon(self.app_protocol.connection_lost, None)
+        if self.wire is not None:
+            self.wire.discard_on_close = True
+            if not self.wire.closing and not self.wire.conn_lost:
+                self.wire.write_eof()
+                return 0
+        self._on_shutdown_complete(None)   # other transports: close now
+        return 0
+
+    cdef int _linger_input(self) except -1:
+        # After our close_notify: anything but the peer's close_notify is
+        # thrown away.
+        if self.discarding:
+            if self.incoming.pending:
+                self.incoming.read()
+            return 0
+        try:
+            self.sslobj.unwrap()
+        except SSL_AGAIN:
+            return 0
+        except SSLError:
+            self.discarding = True          # (application data after close)
+            if self.incoming.pending:
+                self.incoming.read()
+            return 0
+        self._on_shutdown_complete(None)    # the peer's close_notify
         return 0
 
     cdef int _on_shutdown_complete(self, object exc) except -1:
@@ -409,6 +454,8 @@ cdef class TLSProtocol:
         return 0
 
     cdef int _process_outgoing(self) except -1:
+        if self.lingering:
+            return 0                    # the wire is half-closed
         if not self.wire_paused and self.outgoing.pending:
             data = self.outgoing.read()
             if self.wire is not None:
@@ -583,6 +630,8 @@ cdef class TLSProtocol:
         if transport is None:
             return 0
         if self.wire is not None:
+            if self.lingering:
+                self.wire.discard_on_close = True
             self.wire._force_close(exc)
         else:
             force = getattr(transport, '_force_close', None)
