@@ -149,8 +149,8 @@ def plot(res, path):
         else:
             n = res["net"]
             title = ("net: %d round(s), %d connections, %.1f s per sample, %s; echo round trips/s, "
-                     "HTTP requests/s (wrk)" % (sm["rounds"], n["connections"], n["net_time_s"],
-                                               n["transport"]))
+                     "HTTP requests/s (wrk), TLS handshakes/s"
+                     % (sm["rounds"], n["connections"], n["net_time_s"], n["transport"]))
         _plot_suite(ax, res, s, title)
     v = res["versions"]
     head = ("uvcore benchmarks, %s: python %s, %s %s"
