@@ -310,6 +310,8 @@ cdef class TLSProtocol:
         object sslobj_read
         object sslobj_write
         object sslobj_pending
+        object incoming_write
+        object outgoing_read
         object incoming          # ssl.MemoryBIO: records from the wire
         object outgoing          # ssl.MemoryBIO: records to the wire
         int state

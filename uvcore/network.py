@@ -85,6 +85,9 @@ class NetworkMixin:
         if not getattr(transport, '_start_tls_compatible', False):
             raise TypeError(
                 f'transport {transport!r} is not supported by start_tls()')
+        if transport.is_closing():
+            # (asyncio waits forever here: nothing will ever answer)
+            raise ConnectionResetError('Connection lost: the transport is closing')
         waiter = self.create_future()
         tls = TLSProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,

@@ -112,6 +112,8 @@ cdef class TLSProtocol:
         self.sslobj_read = c_obj.read
         self.sslobj_write = c_obj.write
         self.sslobj_pending = c_obj.pending
+        self.incoming_write = self.incoming.write
+        self.outgoing_read = self.outgoing.read
         self.app_state = APP_INIT if call_connection_made else APP_CON_MADE
         self.state = TLS_UNWRAPPED
         self.read_high, self.read_low = _flow_limits(None, None, SSL_READ_HIGH)
@@ -167,7 +169,7 @@ cdef class TLSProtocol:
 
     cdef int _wire_data(self, char* data, Py_ssize_t n) except -1:
         # From the uvcore stream's read callback: the loop's read buffer.
-        self.incoming.write(PyMemoryView_FromMemory(data, n, PyBUF_READ))
+        self.incoming_write(PyMemoryView_FromMemory(data, n, PyBUF_READ))
         self._on_incoming()
         return 0
 
@@ -229,9 +231,12 @@ cdef class TLSProtocol:
 
     def _check_handshake_timeout(self):
         if self.state == TLS_HANDSHAKE:
-            self._fatal_error(ConnectionAbortedError(
+            exc = ConnectionAbortedError(
                 f"SSL handshake is taking longer than {self.handshake_timeout} "
-                f"seconds: aborting the connection"))
+                f"seconds: aborting the connection")
+            self._fatal_error(exc)
+            # (a wire that was already closed reports no connection_lost)
+            self._wakeup_waiter(exc)
 
     cdef int _do_handshake(self) except -1:
         try:
@@ -457,7 +462,7 @@ cdef class TLSProtocol:
         if self.lingering:
             return 0                    # the wire is half-closed
         if not self.wire_paused and self.outgoing.pending:
-            data = self.outgoing.read()
+            data = self.outgoing_read()
             if self.wire is not None:
                 self.wire._write(data)
             elif self.transport is not None:
