@@ -8,6 +8,10 @@ import errno as _errno
 from asyncio import constants as _constants
 from asyncio import trsock as _trsock
 
+from asyncio import selector_events as _selector_events
+cdef bint _ACCEPT2_TAKES_SHUTDOWN_TIMEOUT = 'ssl_shutdown_timeout' in \
+    _inspect.signature(_selector_events.BaseSelectorEventLoop._accept_connection2).parameters
+
 cdef frozenset _ACCEPT_RESOURCE_ERRORS = frozenset(
     [_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM])
 
@@ -63,9 +67,17 @@ cdef class _Acceptor:
         cdef BaseLoop loop = self.loop
         extra = {'peername': addr}
         if self.sslcontext is not None:
-            loop.create_task(loop._accept_connection2(
-                self.protocol_factory, conn, extra, self.sslcontext, self.server,
-                self.ssl_handshake_timeout, self.ssl_shutdown_timeout))
+            # asyncio's own (its error reporting); 3.10's has no shutdown timeout.
+            if _ACCEPT2_TAKES_SHUTDOWN_TIMEOUT:
+                coro = loop._accept_connection2(
+                    self.protocol_factory, conn, extra, self.sslcontext,
+                    self.server, self.ssl_handshake_timeout,
+                    self.ssl_shutdown_timeout)
+            else:
+                coro = loop._accept_connection2(
+                    self.protocol_factory, conn, extra, self.sslcontext,
+                    self.server, self.ssl_handshake_timeout)
+            loop.create_task(coro)
             return
         protocol = None
         try:
