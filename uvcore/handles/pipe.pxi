@@ -232,12 +232,6 @@ cdef class WritePipeTransport(PipeTransport):
         # asyncio: the end of writing is the end of the pipe.
         self.close()
 
-    def pause_reading(self):
-        raise NotImplementedError
-
-    def resume_reading(self):
-        raise NotImplementedError
-
 
 cdef object _make_pipe_transport(BaseLoop loop, object pipe, object protocol,
                                  object waiter, object extra, bint writing):
