@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 BUILD_ARGS ?=
 
 # Debian packages needed to build or test, installed with apt-get when missing.
-DEBIAN_PACKAGES :=
+DEBIAN_PACKAGES := postgresql redis-server
 
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip --quiet --disable-pip-version-check --no-input
