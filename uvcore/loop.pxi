@@ -838,13 +838,22 @@ cdef inline int _fill_inline(Handle h, BaseLoop loop, object callback, object a0
     return 0
 
 
-def _stop_loop_of(fut):
+def _own_stop_loop_of(fut):
     # run_until_complete's done-callback.
     if not fut.cancelled():
         exc = fut.exception()
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             return   # run_forever raises it; stopping here would swallow it
     futures._get_loop(fut).stop()
+
+
+# asyncio's own function where it has one (the same behaviour): libraries
+# find the task run_until_complete drives by this done-callback (anyio's
+# find_root_task; without it every to_thread call scanned all tasks).
+try:
+    from asyncio.base_events import _run_until_complete_cb as _stop_loop_of
+except ImportError:     # pragma: no cover
+    _stop_loop_of = _own_stop_loop_of
 
 
 cdef object _extract_stack():
