@@ -53,7 +53,7 @@ def _plot_suite(ax, res, suite, title):
                             fontweight="bold" if inside else "normal")
         else:
             ax.bar([], [], color=colors.get(l, None), label=label)
-        if suite == "net" and avail:
+        if suite in ("net", "stacks") and avail:
             # the same ratio per server CPU-second: robust when the client is
             # the limit or neighbours disturbed the wall-clock rates
             cx, cy = [], []
@@ -66,7 +66,8 @@ def _plot_suite(ax, res, suite, title):
             if cx:
                 ax.scatter(cx, cy, marker="D", s=22, zorder=6, color="white",
                            edgecolors=colors.get(l, "#333333") if l != "asyncio" else "#555555",
-                           linewidths=1.4, label="%s / %s per server CPU-s" % (l, BASELINE))
+                           linewidths=1.4, label="%s / %s per %s CPU-s" % (
+                               l, BASELINE, "server" if suite == "net" else "loop process"))
         # loops that errored on a workload: mark it
         for j, w in enumerate(wls):
             if (avail and summary[w]["ratios"].get(key) is None
@@ -113,7 +114,10 @@ def _plot_suite(ax, res, suite, title):
     ax.set_ylim(0, top)
     ax.set_ylabel("relative to %s\n(ratio of medians)" % BASELINE, fontsize=9)
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    if n > 3:
+        ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    else:       # few bars (stacks): the legend beside the panel, not over the bars
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -146,6 +150,9 @@ def plot(res, path):
         elif s == "io":
             title = ("io: %d round(s), %.1f s samples; UDP echo datagrams/s, "
                      "processes/s, pipe MiB/s" % (sm["rounds"], sm["sample_time_s"]))
+        elif s == "stacks":
+            title = ("stacks: %d round(s), %.1f s samples;\nuvicorn requests/s (wrk), asyncpg "
+                     "queries/s" % (sm["rounds"], sm.get("net_time_s", 0)))
         else:
             n = res["net"]
             title = ("net: %d round(s), %d connections, %.1f s per sample, %s; echo round trips/s, "

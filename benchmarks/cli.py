@@ -10,7 +10,8 @@ from constants import ALL_LOOPS, HERE, RESULTS_DIR, SUITES, TARGETS, io_module
 def main(argv=None):
     p = argparse.ArgumentParser(
         description="uvcore benchmarks: scheduling micro benchmarks, I/O benchmarks (UDP, "
-                    "subprocesses, pipes) and network benchmarks (interleaved, rotated, pinned).")
+                    "subprocesses, pipes), network benchmarks and real stacks (uvicorn, "
+                    "asyncpg) (interleaved, rotated, pinned).")
     p.add_argument("--suite", choices=tuple(SUITES) + ("all",), default="all",
                    help="which suite(s) to run: %s or all (default: all)" % ", ".join(SUITES))
     p.add_argument("--loops", default=",".join(ALL_LOOPS),
@@ -31,7 +32,7 @@ def main(argv=None):
     p.add_argument("--warmup-time", type=float, default=None,
                    help="micro and io: seconds of warm-up per workload (default 0.1; 0.03 with "
                         "--quick)")
-    g = p.add_argument_group("net suite")
+    g = p.add_argument_group("net suite (the stacks suite uses the same settings)")
     g.add_argument("--net-rounds", type=int, default=None,
                    help="rounds (default 3; 1 with --quick)")
     g.add_argument("--net-extra-rounds", type=int, default=None,
@@ -127,6 +128,13 @@ def main(argv=None):
                                            ("  (target >= %sx uvloop%s)"
                                             % (_tfmt(t), ", > asyncio" if ta is not None else ""))
                                            if t else ""))
+        import stacks
+        print("stacks suite:")
+        for w in stacks.ORDER:
+            d = stacks.WORKLOADS[w]
+            t = stacks.TARGETS.get(w)
+            print("  %-22s %-14s %s%s" % (w, d["unit"], d["description"],
+                                           "  (target >= %sx uvloop)" % _tfmt(t) if t else ""))
         return 0
     from parent import parent_main
     return parent_main(args)

@@ -1,8 +1,8 @@
 """Constants shared by the benchmark runner's modules: paths, the loops, the
 targets, the workload labels and the noise threshold.
 
-TARGETS, TARGETS_VS_ASYNCIO and LABELS are updated in place with the net and
-io suites' entries by the parent (parent.parent_main), so import the dicts,
+TARGETS, TARGETS_VS_ASYNCIO and LABELS are updated in place with the net, io
+and stacks suites' entries by the parent (parent.parent_main), so import the dicts,
 do not copy them.
 """
 
@@ -52,7 +52,7 @@ MAX_RETRIES = 1
 # uvcore / asyncio must be above this (in addition to TARGETS); filled from net.py
 TARGETS_VS_ASYNCIO = {}
 
-SUITES = ["micro", "io", "net"]     # the order of --suite all
+SUITES = ["micro", "io", "net", "stacks"]     # the order of --suite all
 
 
 def io_module():

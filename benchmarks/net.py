@@ -462,7 +462,8 @@ def _server_cmd(ctx, server, wl):
         if http:
             cmd.append("--http")
     else:
-        cmd = [sys.executable, SERVERS, "--loop", server, "--style", wl["style"]]
+        cmd = [sys.executable, wl.get("script", SERVERS), "--loop", server, "--style",
+               wl["style"]]
         if tls.is_tls(wl):
             cmd += tls.server_args(ctx)
     if ctx["unix"] and not http:
@@ -472,10 +473,12 @@ def _server_cmd(ctx, server, wl):
     return list(ctx["server_pin"]) + cmd
 
 
-def measure_cell(ctx, server, wname, may_retry=lambda: True):
+def measure_cell(ctx, server, wname, may_retry=lambda: True, wl=None):
     """Returns a sample dict; raises CellError.  A disturbed measurement is
-    repeated (MAX_RETRIES times) if may_retry() says there is time for it."""
-    wl = WORKLOADS[wname]
+    repeated (MAX_RETRIES times) if may_retry() says there is time for it.
+    wl: the workload's description (default WORKLOADS[wname]; the stacks
+    suite passes its own, with "script" naming the server program)."""
+    wl = wl or WORKLOADS[wname]
     http = wl["kind"] == "http"
     srv = Server(_server_cmd(ctx, server, wl), ctx["env"])
     rec = {}
@@ -586,8 +589,13 @@ def cleanup(ctx):
         shutil.rmtree(os.path.dirname(ctx["unix"]), ignore_errors=True)
 
 
-def run_suite(args, ctx, loops, workloads, short_of_clean, log):
+def run_suite(args, ctx, loops, workloads, short_of_clean, log, suite="net", table=None,
+              measure=None):
     """Run the rounds.  Returns (samples, errors, extra_rounds, info).
+
+    suite, table, measure: the suite's name, its workload table (default
+    WORKLOADS) and its cell function (default measure_cell), so that the
+    stacks suite (stacks.py) runs on the same rounds, rotation and budget.
 
     Each round runs every workload; for each workload every loop in rotated
     order (the C ceiling once per message size, in the rotation of the first
@@ -598,6 +606,8 @@ def run_suite(args, ctx, loops, workloads, short_of_clean, log):
     while the projected suite time (elapsed + cells left x mean cell time)
     stays within args.net_budget seconds (default: 1.2 x the estimated time of
     the planned rounds), so a busy machine cannot stretch the run much."""
+    table = table or WORKLOADS
+    measure = measure or measure_cell
     samples, errors = [], []
     info = {"retries": 0, "retries_skipped_for_budget": 0, "extra_rounds_skipped_for_budget": 0}
     if not workloads:
@@ -605,15 +615,15 @@ def run_suite(args, ctx, loops, workloads, short_of_clean, log):
     ceil_keys = {}                          # ceiling key -> first workload using it
     if args.ceiling:
         for w in workloads:
-            if WORKLOADS[w]["ceiling"]:             # none for TLS
-                ceil_keys.setdefault(WORKLOADS[w]["ceiling"], w)
+            if table[w]["ceiling"]:                 # none for TLS
+                ceil_keys.setdefault(table[w]["ceiling"], w)
 
     def cells_for(wl_list, with_ceiling):
         cells = []
         for wi, w in enumerate(wl_list):
             servers = list(loops)
-            if with_ceiling and WORKLOADS[w]["ceiling"] and \
-                    ceil_keys.get(WORKLOADS[w]["ceiling"]) == w:
+            if with_ceiling and table[w]["ceiling"] and \
+                    ceil_keys.get(table[w]["ceiling"]) == w:
                 servers.append(CEILING)
             shift = (rnd - 1 + wi) % max(1, len(servers))
             cells += [(w, s) for s in servers[shift:] + servers[:shift]]
@@ -650,38 +660,39 @@ def run_suite(args, ctx, loops, workloads, short_of_clean, log):
             need = len(cells_for(wl, False)) * mean_cell()
             if time.monotonic() - t_suite + need > budget:
                 info["extra_rounds_skipped_for_budget"] += 1
-                log("net: no extra round for %s: it would take ~%.0f s, beyond the time budget "
-                    "of %.0f s (--net-budget)" % (",".join(wl), need, budget))
+                log("%s: no extra round for %s: it would take ~%.0f s, beyond the time "
+                    "budget of %.0f s (--net-budget)" % (suite, ",".join(wl), need, budget))
                 break
             extra += 1
             with_ceiling = False
-            log("net extra round %d: too few undisturbed samples for %s" % (extra, ",".join(wl)))
+            log("%s extra round %d: too few undisturbed samples for %s"
+                % (suite, extra, ",".join(wl)))
         rnd += 1
         cells = cells_for(wl, with_ceiling)
         for k, (w, server) in enumerate(cells, 1):
-            head = ("net round %d/%d [%d/%d] %-13s %-8s" % (rnd, args.net_rounds, k, len(cells),
-                                                           w, server)
+            head = ("%s round %d/%d [%d/%d] %-13s %-8s" % (suite, rnd, args.net_rounds, k,
+                                                              len(cells), w, server)
                     if rnd <= args.net_rounds else
-                    "net extra round %d [%d/%d] %-13s %-8s" % (rnd - args.net_rounds, k,
+                    "%s extra round %d [%d/%d] %-13s %-8s" % (suite, rnd - args.net_rounds, k,
                                                               len(cells), w, server))
             if tty:
                 sys.stderr.write(head + " ...")
                 sys.stderr.flush()
             t0 = time.monotonic()
             try:
-                rec = measure_cell(ctx, server, w, may_retry)
+                rec = measure(ctx, server, w, may_retry)
             except CellError as e:
-                err = {"suite": "net", "round": rnd, "loop": server, "workload": w,
+                err = {"suite": suite, "round": rnd, "loop": server, "workload": w,
                        "error": str(e)}
                 if e.detail:
                     err["detail"] = e.detail[-1500:]
                 errors.append(err)
                 tail = " ERROR: %s" % str(e)[:150]
             else:
-                rec.update(type="sample", suite="net", loop=server, round=rnd,
-                           unit=WORKLOADS[w]["unit"],
+                rec.update(type="sample", suite=suite, loop=server, round=rnd,
+                           unit=table[w]["unit"],
                            workload=(w if server != CEILING else
-                                     "ceiling:" + WORKLOADS[w]["ceiling"]))
+                                     "ceiling:" + table[w]["ceiling"]))
                 samples.append(rec)
                 tail = " %s/s (%s per server CPU-s)%s" % (
                     _fmt_rate(rec["rate"]), _fmt_rate(rec.get("cpu_rate")),

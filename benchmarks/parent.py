@@ -20,9 +20,12 @@ def _split_workloads(arg, suites):
     """--workloads (names from any suite) -> {suite: [names]} in report order."""
     import micro
     import net
+    import stacks
     bio = io_module()
-    known = {"micro": micro.ORDER + micro.EXTRA, "io": bio.ORDER + bio.EXTRA, "net": net.ORDER}
-    default = {"micro": list(micro.ORDER), "io": list(bio.ORDER), "net": list(net.ORDER)}
+    known = {"micro": micro.ORDER + micro.EXTRA, "io": bio.ORDER + bio.EXTRA, "net": net.ORDER,
+             "stacks": stacks.ORDER}
+    default = {"micro": list(micro.ORDER), "io": list(bio.ORDER), "net": list(net.ORDER),
+               "stacks": list(stacks.ORDER)}
     if not arg:
         return {s: default[s] for s in suites}
     names = [w.strip() for w in arg.split(",") if w.strip()]
@@ -41,6 +44,9 @@ def parent_main(args):
     bio = io_module()
     TARGETS.update(bio.TARGETS)
     LABELS.update(bio.LABELS)
+    import stacks
+    TARGETS.update(stacks.TARGETS)
+    LABELS.update(stacks.LABELS)
 
     loops = [l.strip() for l in args.loops.split(",") if l.strip()]
     for l in loops:
@@ -83,7 +89,7 @@ def parent_main(args):
                 pinning += ", runner on CPU %s" % ",".join(map(str, rest))
             except OSError:
                 pass
-        if "net" in suites:
+        if "net" in suites or "stacks" in suites:
             pinning += ", load generator on CPU %d" % client_cpu
 
     t_start = time.time()
@@ -98,6 +104,9 @@ def parent_main(args):
     if "net" in suites:
         desc.append("net: %s, %d round(s) of %.1f s"
                     % (",".join(wsel["net"]), args.net_rounds, args.net_time))
+    if "stacks" in suites:
+        desc.append("stacks: %s, %d round(s) of %.1f s"
+                    % (",".join(wsel["stacks"]), args.net_rounds, args.net_time))
     print("uvcore benchmarks: loops %s; %s; pinning: %s"
           % (",".join(loops), "; ".join(desc), pinning), file=sys.stderr)
 
@@ -195,6 +204,27 @@ def parent_main(args):
                        "[min-max] over rounds; ratios of medians"),
         })
         suite_meta["net"] = meta
+    if "stacks" in suites:
+        t0 = time.time()
+        s, e, meta = stacks.run(args, _child_env(), server_pin, client_pin, net_cpus, avail,
+                                wsel["stacks"], short_of_clean,
+                                lambda m: print(m, file=sys.stderr))
+        samples += s
+        errors += e
+        meta.update({
+            "duration_s": round(time.time() - t0, 1),
+            "rounds": args.net_rounds, "workloads": wsel["stacks"],
+            "pinning": ("loop's process (uvicorn server, asyncpg client) on CPU %d, wrk / "
+                        "PostgreSQL on CPU %d" % (cpu, client_cpu) if server_pin
+                        else net_pinning),
+            "method": ("as net (rounds, rotation, fresh process per cell, priming, budget); "
+                       "uvicorn_hello: uvicorn serving an ASGI hello world on the loop, "
+                       "pinned to one CPU, wrk on the other; asyncpg_query: the asyncpg "
+                       "client on the loop pinned to one CPU (pool 16, 64 tasks, SELECT "
+                       "$1::int), PostgreSQL on the other; ops per CPU-second of the loop's "
+                       "process"),
+        })
+        suite_meta["stacks"] = meta
 
     res = build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, errors,
                         allowed, pinning, load_start, t_start)

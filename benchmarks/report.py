@@ -81,6 +81,8 @@ SUITE_TITLES = {
           "processes it spawns share that CPU)",
     "net": "net: echo round trips/s, HTTP requests/s, TLS handshakes/s (server on one CPU, "
            "load generator on the other)",
+    "stacks": "stacks: uvicorn requests/s, asyncpg queries/s (the loop's process on one CPU, "
+              "wrk / PostgreSQL on the other)",
 }
 
 
@@ -157,7 +159,8 @@ def _suite_tables(res, suite):
     # CPU efficiency, medians
     if avail:
         what = {"micro": "ops per CPU-second of the child",
-                "io": "ops per CPU-second of the child, without its subprocesses"}.get(
+                "io": "ops per CPU-second of the child, without its subprocesses",
+                "stacks": "requests (queries) per CPU-second of the loop's process"}.get(
                     suite, "round trips (requests, handshakes) per server CPU-second")
         headers2 = ["workload (%s)" % what] + avail
         if show_ceiling:
@@ -219,24 +222,35 @@ def _suite_tables(res, suite):
                        % (t.get("loadgen_openssl", "?"), t.get("python_ssl", "?"),
                           neg.get("tls_version"), neg.get("tls_cipher"), neg.get("tls_group"),
                           t.get("certificate", "?").split(",")[0] + " EC P-256"))
-        # cells where the load generator used (nearly) all of its CPU
-        sat = {}
-        for x in ss:
-            if x.get("client_cpu") is not None and x.get("wall") and \
-                    not x["workload"].startswith("ceiling:"):
-                sat.setdefault((x["workload"], x["loop"]), []).append(x["client_cpu"] / x["wall"])
-        busy = ["%s %s %.0f%%" % (LABELS.get(w, w), l, 100 * sorted(v)[len(v) // 2])
-                for (w, l), v in sat.items() if sorted(v)[len(v) // 2] >= CLIENT_BOUND]
-        if busy:
-            out.append("load generator CPU >= %.0f%% (median; throughput may be capped by the "
-                       "client there, compare per server CPU-second): %s"
-                       % (100 * CLIENT_BOUND, ", ".join(busy)))
+        out += _saturated(ss, "load generator", "client", "server CPU-second")
+    if suite == "stacks":
+        import stacks
+        out += stacks.report_lines(res, ss)
+        out += _saturated(ss, "wrk / PostgreSQL", "other side",
+                          "CPU-second of the loop's process")
+    if suite in ("net", "stacks"):
         warned = [s for s in ss if s.get("server_stderr")]
         if warned:
             out.append("note: %d server(s) wrote to stderr (see server_stderr in the JSON), "
                        "e.g. %s %s: %s" % (len(warned), warned[0]["loop"], warned[0]["workload"],
                                            warned[0]["server_stderr"].splitlines()[-1][:150]))
     return "\n".join(out)
+
+
+def _saturated(ss, who, side, per):
+    """A note on the cells where the load generator (net; wrk or PostgreSQL in
+    stacks) used (nearly) all of its CPU."""
+    sat = {}
+    for x in ss:
+        if x.get("client_cpu") is not None and x.get("wall") and \
+                not x["workload"].startswith("ceiling:"):
+            sat.setdefault((x["workload"], x["loop"]), []).append(x["client_cpu"] / x["wall"])
+    busy = ["%s %s %.0f%%" % (LABELS.get(w, w), l, 100 * sorted(v)[len(v) // 2])
+            for (w, l), v in sat.items() if sorted(v)[len(v) // 2] >= CLIENT_BOUND]
+    if not busy:
+        return []
+    return ["%s CPU >= %.0f%% (median; throughput may be capped by the %s there, compare "
+            "per %s): %s" % (who, 100 * CLIENT_BOUND, side, per, ", ".join(busy))]
 
 
 def _grouped_errors(errors, limit=25):

@@ -50,6 +50,11 @@ def build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, err
         fn, unit, desc, _ = io_module().WORKLOADS[w]
         wdesc[w] = {"suite": "io", "unit": unit, "description": desc,
                     "target_vs_uvloop": TARGETS.get(w)}
+    import stacks
+    for w in wsel.get("stacks", []):
+        d = stacks.WORKLOADS[w]
+        wdesc[w] = {"suite": "stacks", "unit": d["unit"], "description": d["description"],
+                    "target_vs_uvloop": TARGETS.get(w)}
     for w in wsel.get("net", []):
         d = net.WORKLOADS[w]
         wdesc[w] = {"suite": "net", "unit": d["unit"], "description": d["description"],
@@ -108,6 +113,16 @@ def build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, err
             res["versions"]["openssl_python"] = t["python_ssl"]
         if t.get("loadgen_openssl"):
             res["versions"]["openssl_loadgen"] = t["loadgen_openssl"]
+    if "stacks" in suites:
+        sm = res["stacks"]
+        for k, v in (sm.get("versions") or {}).items():
+            if v:
+                res["versions"][k] = v
+        for k in ("cc", "wrk"):
+            if sm.get(k):
+                res["versions"].setdefault(k, sm[k])
+        if (sm.get("postgres") or {}).get("version"):
+            res["versions"]["postgresql"] = sm["postgres"]["version"]
     return res
 
 

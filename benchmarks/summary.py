@@ -49,8 +49,10 @@ def summarize(samples, errors, loops, workloads, rounds, suite):
     for e in errors:
         if e.get("suite", "micro") != suite:
             continue
+        # loop "all": the workload could not run at all (say a tool is missing)
         for w in ([e["workload"]] if e["workload"] else workloads):
-            nerr[(w, e["loop"])] = nerr.get((w, e["loop"]), 0) + 1
+            for l in (loops if e["loop"] == "all" else [e["loop"]]):
+                nerr[(w, l)] = nerr.get((w, l), 0) + 1
     summary = {}
     for w in workloads:
         ent = {"suite": suite, "target": TARGETS.get(w),
@@ -112,8 +114,8 @@ def summarize(samples, errors, loops, workloads, rounds, suite):
 
 
 def summarize_suites(res, samples, errors, loops, suites, wsel, args):
-    """res["summary"] for every suite run (micro, io, net), plus the C ceiling of the net suite
-    (res["net"]["ceiling"], and a per-workload "ceiling" entry and ratio)."""
+    """res["summary"] for every suite run (micro, io, net, stacks), plus the C ceiling of the
+    net suite (res["net"]["ceiling"], and a per-workload "ceiling" entry and ratio)."""
     import net
     summary = {}
     if "micro" in suites:
@@ -146,4 +148,7 @@ def summarize_suites(res, samples, errors, loops, suites, wsel, args):
                     ceiling[net.WORKLOADS[e["workload"]]["ceiling"]].get("errors", 0) + 1
         res["net"]["ceiling"] = ceiling
         summary.update(ns)
+    if "stacks" in suites:
+        summary.update(summarize(samples, errors, loops, wsel["stacks"], args.net_rounds,
+                                 "stacks"))
     res["summary"] = summary
