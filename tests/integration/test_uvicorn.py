@@ -124,7 +124,10 @@ def start_uvicorn(impl, tmp_path):
         args = [sys.executable, "-m", "uvicorn", "tests.integration._apps:app",
                 "--loop", loop_arg(impl), "--host", "127.0.0.1",
                 "--port", str(port), "--lifespan", "off",
-                "--timeout-graceful-shutdown", "5", *extra_args]
+                "--timeout-graceful-shutdown", "5",
+                # the same HTTP implementation on every machine (httptools is
+                # installed only with the bench extra)
+                "--http", "h11", *extra_args]
         scheme = "http"
         if tls_certs is not None:
             keyfile = tmp_path / "key.pem"
@@ -397,12 +400,13 @@ def test_uvicorn_sigterm_lets_inflight_request_finish(impl, start_uvicorn):
             await asyncio.sleep(0.3)
             server.proc.send_signal(signal.SIGTERM)
             r = await asyncio.wait_for(req, 15)
-            return r.status_code, r.text, r.headers.get("connection")
+            return r.status_code, r.text
 
     t0 = time.monotonic()
-    status, text, connection = asyncio.run(main())
+    status, text = asyncio.run(main())
     assert (status, text) == (200, "slow late")
-    assert connection == "close"
+    # (whether the response says "Connection: close" is the HTTP
+    # implementation's choice: httptools does, h11 does not)
     try:
         rc = server.proc.wait(timeout=EXIT_TIMEOUT)
     except subprocess.TimeoutExpired:
