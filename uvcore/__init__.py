@@ -6,7 +6,6 @@
 """
 
 import asyncio as _asyncio
-import sys as _sys
 
 from ._uvcore import libuv_version
 from .loop import Loop

@@ -1,6 +1,5 @@
 """uvcore.run() for Python 3.10, whose asyncio has no Runner."""
 
-import asyncio
 from asyncio import coroutines, events, tasks
 
 

@@ -1,7 +1,6 @@
 """pytest-asyncio's pytest_asyncio_loop_factories hook runs async tests on
 uvcore (the README's example), in a child pytest run of its own."""
 
-import os
 import subprocess
 import sys
 import textwrap

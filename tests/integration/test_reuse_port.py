@@ -1,7 +1,6 @@
 """Several processes, one loop each, serving one port through reuse_port=True:
 the kernel hands connections to all of them (the README's "every core")."""
 
-import os
 import signal
 import socket
 import subprocess
