@@ -57,8 +57,12 @@ class ProcessMixin:
         except (AttributeError, OSError):
             self._watch_child_in_thread(pid, transp)
             return
+        try:
+            self.add_reader(pidfd, self._on_child_exit, pidfd, pid, transp)
+        except BaseException:
+            os.close(pidfd)
+            raise
         self._child_pidfds[pidfd] = pid
-        self.add_reader(pidfd, self._on_child_exit, pidfd, pid, transp)
 
     def _on_child_exit(self, pidfd, pid, transp):
         self.remove_reader(pidfd)
