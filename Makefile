@@ -2,6 +2,8 @@
 #
 #   make / make build   virtualenv + build tools + libuv fetch + in-place build
 #   make test           the above + test requirements, then pytest ($(PYTEST_ARGS))
+#   make stress         the above + test requirements, then the long soak and load
+#                       tests (pytest -m stress; short versions run in make test)
 #   make bench          the above + bench requirements, then benchmarks/run.py ($(BENCH_ARGS))
 #   make wheel / sdist  distributions into dist/
 #   make fetch          fetch and verify vendor/libuv only
@@ -28,7 +30,7 @@ STAMPS := $(VENV)/.stamps
 LIBUV_STAMP := vendor/libuv/.uvcore-source.json
 
 .DEFAULT_GOAL := build
-.PHONY: all build test bench wheel sdist fetch clean distclean debian-packages bench-debian-packages
+.PHONY: all build test stress bench wheel sdist fetch clean distclean debian-packages bench-debian-packages
 
 # Prints one requirement per line: build-system requires ("build") or an
 # optional-dependencies extra ("test", "bench").
@@ -110,6 +112,9 @@ test: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
 
 bench: bench-debian-packages $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
 	$(VPY) benchmarks/run.py $(BENCH_ARGS)
+
+stress: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
+	$(VPY) -m pytest -m stress -s -p no:cacheprovider $(PYTEST_ARGS)
 
 wheel: debian-packages $(STAMPS)/build-tool $(LIBUV_STAMP)
 	$(VPY) -m build --wheel --outdir dist $(BUILD_ARGS)
