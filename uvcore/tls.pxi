@@ -823,6 +823,7 @@ class TLSTransportProxy(_FlowControlMixin, Transport):
         return f'<{type(self).__name__} {self._impl!r}>'
 
     def __del__(self, _warn=warnings.warn):
-        if not self._impl._transport_closed():
+        impl = getattr(self, '_impl', None)     # (None: never initialised)
+        if impl is not None and not impl._transport_closed():
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._impl.abort()
+            impl.abort()

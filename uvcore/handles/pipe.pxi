@@ -276,7 +276,8 @@ class ReadPipeProxy(ReadTransport):
         return self._impl._repr(type(self).__name__)
 
     def __del__(self, _warn=warnings.warn):
-        if self._impl._is_open():
+        impl = getattr(self, '_impl', None)     # (None: never initialised)
+        if impl is not None and impl._is_open():
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
 
 
@@ -332,5 +333,6 @@ class WritePipeProxy(_FlowControlMixin, WriteTransport):
         return self._impl._repr(type(self).__name__)
 
     def __del__(self, _warn=warnings.warn):
-        if self._impl._is_open():
+        impl = getattr(self, '_impl', None)     # (None: never initialised)
+        if impl is not None and impl._is_open():
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)

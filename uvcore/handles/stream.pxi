@@ -800,6 +800,8 @@ class StreamTransportProxy(_FlowControlMixin):
         return self._impl._repr(type(self).__name__)
 
     def __del__(self, _warn=warnings.warn):
-        impl = self._impl
+        impl = getattr(self, '_impl', None)     # (None: never initialised)
+        if impl is None:
+            return
         if impl._is_open():
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)

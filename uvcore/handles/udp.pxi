@@ -540,5 +540,6 @@ class DatagramTransportProxy(_FlowControlMixin, DatagramTransport):
         return self._impl._repr(type(self).__name__)
 
     def __del__(self, _warn=warnings.warn):
-        if self._impl._is_open():
+        impl = getattr(self, '_impl', None)     # (None: never initialised)
+        if impl is not None and impl._is_open():
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
