@@ -13,6 +13,8 @@ from cpython.ref cimport Py_REFCNT
 from cpython.mem cimport (PyMem_Malloc, PyMem_Realloc, PyMem_Free,
                           PyMem_RawMalloc, PyMem_RawCalloc, PyMem_RawFree)
 from libc.math cimport ceil
+from libc.limits cimport INT_MAX
+from cpython.pyport cimport PY_SSIZE_T_MAX
 
 from .includes cimport uv
 from .includes.capi cimport (
@@ -24,6 +26,7 @@ from .includes.capi cimport (
 
 import errno as errno_mod
 import logging
+import math as _math
 import os
 import socket
 import sys

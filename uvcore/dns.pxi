@@ -120,8 +120,10 @@ async def _resolve_now(func, args):
     return func(*args)
 
 
-cdef object _getaddrinfo(BaseLoop loop, object host, object port, int family,
-                         int type, int proto, int flags):
+cdef object _getaddrinfo(BaseLoop loop, object host, object port, object family,
+                         object type, object proto, object flags):
+    # The arguments go to socket.getaddrinfo as they are, so that a wrong
+    # type fails there with asyncio's error, when the result is awaited.
     args = (host, port, family, type, proto, flags)
     if (host is None or _is_ip_literal(host)) and _is_numeric_port(port):
         loop._require_open()

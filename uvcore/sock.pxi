@@ -250,6 +250,7 @@ class SockMethods:
     async def sock_accept(self, sock):
         cdef BaseLoop loop = self
         _check_nonblocking(loop, sock)
+        sock.fileno()  # as asyncio: a broken socket object fails here first
         try:
             return _accept_nonblocking(sock)
         except (BlockingIOError, InterruptedError):

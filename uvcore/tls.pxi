@@ -53,16 +53,6 @@ cdef enum:
     APP_CON_LOST = 3
 
 
-cdef tuple _flow_limits(object high, object low, Py_ssize_t kb):
-    if high is None:
-        high = kb * 1024 if low is None else 4 * low
-    if low is None:
-        low = high // 4
-    if not high >= low >= 0:
-        raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
-    return high, low
-
-
 def _default_client_context(server_side, server_hostname):
     if server_side:
         raise ValueError('Server side SSL needs a valid SSLContext')

@@ -65,3 +65,23 @@ cdef class UVHandle:
             self.handle = NULL
             h.data = NULL
             uv.uv_close(h, _on_uvhandle_closed)
+
+
+cdef Py_ssize_t _limit_to_size(object value):
+    # A validated flow-control limit as a byte count. asyncio accepts any real
+    # number; comparing integer buffer sizes with it is the same as comparing
+    # with its floor, and anything beyond Py_ssize_t can never be reached.
+    if value >= PY_SSIZE_T_MAX:
+        return PY_SSIZE_T_MAX
+    return int(_math.floor(value))
+
+
+cdef tuple _flow_limits(object high, object low, Py_ssize_t kb):
+    # (high, low) in bytes, with asyncio's defaults and its check.
+    if high is None:
+        high = kb * 1024 if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+    return _limit_to_size(high), _limit_to_size(low)

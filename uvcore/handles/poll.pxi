@@ -92,11 +92,11 @@ cdef class FdWatcher(UVHandle):
         return 0
 
 
-cdef int _fileobj_to_fd(object fileobj) except -1:
-    # selectors' rules: an int, or an object with fileno().
-    cdef int fd
+cdef object _fileobj_to_pyfd(object fileobj):
+    # selectors' rules: an int, or an object with fileno(); the result is a
+    # Python int >= 0 of any size.
     if isinstance(fileobj, int):
-        fd = fileobj
+        fd = int(fileobj)
     else:
         try:
             fd = int(fileobj.fileno())
@@ -104,6 +104,15 @@ cdef int _fileobj_to_fd(object fileobj) except -1:
             raise ValueError(f"Invalid file object: {fileobj!r}") from None
     if fd < 0:
         raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+cdef int _fileobj_to_fd(object fileobj) except -1:
+    # As above, for a descriptor that is about to be used: one that does not
+    # fit a C int cannot be open, so it is refused the way epoll refuses it.
+    fd = _fileobj_to_pyfd(fileobj)
+    if fd > INT_MAX:
+        raise OverflowError(f"file descriptor {fd} is out of range")
     return fd
 
 
@@ -160,9 +169,11 @@ cdef bint _remove_watch(BaseLoop loop, object fileobj, bint writing) except -1:
     cdef int fd
     cdef FdWatcher w
     cdef Handle old
-    fd = _fileobj_to_fd(fileobj)
-    if loop._closed:
+    pyfd = _fileobj_to_pyfd(fileobj)
+    if loop._closed or pyfd > INT_MAX:
+        # Nothing can be registered under a descriptor beyond a C int.
         return False
+    fd = pyfd
     w = loop._watchers.get(fd)
     if w is None:
         return False

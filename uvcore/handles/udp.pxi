@@ -322,14 +322,7 @@ cdef class UDPTransport(UVHandle):
         return (self.low_water, self.high_water)
 
     def set_write_buffer_limits(self, high=None, low=None):
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
-        self.high_water = high
-        self.low_water = low
+        self.high_water, self.low_water = _flow_limits(high, low, 64)
         self._maybe_pause_protocol()
 
     # -- closing -------------------------------------------------------------
