@@ -10,6 +10,8 @@ extension module ``uvcore._uvcore`` and how libuv gets into it:
 * ``UVCORE_USE_SYSTEM_LIBUV=1`` links a system libuv found by pkg-config instead.
 * ``UVCORE_DEBUG=1`` builds with -O0 -g and assertions on;
   ``UVCORE_ASAN=1`` adds -fsanitize=address,undefined.
+* ``UVCORE_METRICS=0`` compiles the loop metrics out (loop.metrics() then
+  reports zeros); that build exists to measure what they cost.
 """
 
 import glob
@@ -103,6 +105,7 @@ def _env_flag(name):
 USE_SYSTEM_LIBUV = _env_flag("UVCORE_USE_SYSTEM_LIBUV")
 DEBUG = _env_flag("UVCORE_DEBUG")
 ASAN = _env_flag("UVCORE_ASAN")
+METRICS = os.environ.get("UVCORE_METRICS", "1").strip().lower() not in ("0", "no", "false", "off")
 
 
 def _load_fetcher():
@@ -314,13 +317,16 @@ class build_ext(_build_ext):
             del self.copy_file
 
     def build_extensions(self):
-        config = {"system_libuv": USE_SYSTEM_LIBUV, "debug": DEBUG, "asan": ASAN}
+        config = {"system_libuv": USE_SYSTEM_LIBUV, "debug": DEBUG, "asan": ASAN,
+                  "metrics": METRICS}
         if self._config_changed(config):
             # the build mode changed (or is unknown): rebuild the extension
             self.force = True
         for ext in self.extensions:
             ext.include_dirs = ["uvcore/includes"] + list(ext.include_dirs)
             ext.extra_compile_args = list(ext.extra_compile_args) + self._opt_flags()
+            if not METRICS:
+                ext.define_macros = list(ext.define_macros or []) + [("UVC_METRICS", "0")]
             ext.extra_link_args = list(ext.extra_link_args) + self._link_flags()
             if USE_SYSTEM_LIBUV:
                 version, flags = _system_libuv_flags()

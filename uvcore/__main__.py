@@ -1,20 +1,36 @@
 """python -m uvcore script.py [args]: run an asyncio program on uvcore.
 
 Also: python -m uvcore -m module [args], python -m uvcore -c code [args],
-and python -m uvcore --version.
+python -m uvcore --version, and python -m uvcore top PID (live metrics of a
+running program). Options before the program: --slow-callbacks SECONDS,
+--watchdog, --serve-metrics.
 """
 
 import asyncio
+import os
 import runpy
 import sys
 
 import uvcore
 
-USAGE = """usage: python -m uvcore script.py [args ...]
-       python -m uvcore -m module [args ...]
-       python -m uvcore -c code [args ...]
+USAGE = """usage: python -m uvcore [options] script.py [args ...]
+       python -m uvcore [options] -m module [args ...]
+       python -m uvcore [options] -c code [args ...]
+       python -m uvcore top PID           (live metrics of a running program)
        python -m uvcore --version
-Runs an asyncio program with uvcore as its event loop."""
+Runs an asyncio program with uvcore as its event loop.
+options:
+  --slow-callbacks SECONDS  report callbacks that run longer (a warning on
+                            the 'uvcore' logger, with task and source line)
+  --watchdog                also sample the stack of a slow callback while
+                            it still runs
+  --serve-metrics           serve live metrics for `python -m uvcore top`"""
+
+# Options for the program's loops, passed on through the environment so that
+# every loop it makes (and its children's) gets them.
+_OPTIONS = {'--slow-callbacks': ('UVCORE_SLOW_CALLBACK', True),
+            '--watchdog': ('UVCORE_WATCHDOG', False),
+            '--serve-metrics': ('UVCORE_METRICS_SOCKET', False)}
 
 
 def _use_uvcore():
@@ -34,6 +50,26 @@ def main(argv):
     if argv[0] == '--version':
         print(f"uvcore {uvcore.__version__} (libuv {uvcore.libuv_version()})")
         return 0
+    if argv[0] == 'top':
+        from .top import main as top_main
+        return top_main(argv[1:])
+    while argv and argv[0] in _OPTIONS:
+        env, takes_value = _OPTIONS[argv[0]]
+        if takes_value:
+            if len(argv) < 2:
+                print(f"{argv[0]} needs a value\n{USAGE}", file=sys.stderr)
+                return 2
+            os.environ[env] = argv[1]
+            argv = argv[2:]
+        else:
+            os.environ[env] = '1'
+            argv = argv[1:]
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if os.environ.get('UVCORE_METRICS_SOCKET'):
+        from .metrics_server import _serve_from_environment
+        _serve_from_environment()
     _use_uvcore()
     if argv[0] == '-m' and len(argv) > 1:
         sys.argv = [argv[1]] + argv[2:]

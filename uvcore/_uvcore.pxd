@@ -3,7 +3,7 @@
 # types regardless of the order they are included in.
 from cpython.object cimport PyObject
 from .includes cimport uv
-from .includes.capi cimport uvc_loop_t
+from .includes.capi cimport uvc_loop_t, uvc_metrics_t, uint64_t
 from .includes.addr cimport uvc_addr_t
 
 
@@ -93,6 +93,8 @@ cdef class BaseLoop:
         set _work                   # WorkRequests in libuv's thread pool
         object __weakref__
         public double slow_callback_duration
+        uvc_metrics_t m             # counters and timings: loop.metrics()
+        object _slow_tracer         # diagnostics.SlowCallbackTracer, or None
 
     cdef inline int _require_open(self) except -1
     cdef int _require_loop_thread(self) except -1
@@ -107,6 +109,7 @@ cdef class BaseLoop:
     cdef int _run_ready(self, Py_ssize_t n) except -1
     cdef int _run_debug(self, Handle h) except -1
     cdef int _report_callback_error(self, Handle h, object exc) except -1
+    cdef int _slow_callback(self, object what, object protocol, uint64_t ticks) except -1
     cdef int _compact_timers(self) except -1
     cdef int _close_uv(self, bint dealloc) except -1
     cdef int _drop_ready(self) except -1
@@ -213,6 +216,7 @@ cdef class UVStream(UVHandle):
     cdef int _alloc_read_buffer(self, uv.uv_buf_t* buf) except -1
     cdef int _release_view(self) except -1
     cdef int _on_read(self, ssize_t nread) except -1
+    cdef int _deliver(self, BaseLoop loop, ssize_t nread) except -1
     cdef int _on_eof(self) except -1
     cdef int _write(self, object data) except -1
     cdef int _schedule_flush(self) except -1
@@ -259,6 +263,8 @@ cdef class UDPTransport(UVHandle):
     cdef int _stop_reading(self) except -1
     cdef int _on_alloc(self, uv.uv_buf_t* buf) except -1
     cdef int _on_recv(self, ssize_t nread, const uv.uv_buf_t* buf,
+                      const uv.sockaddr* addr) except -1
+    cdef int _deliver(self, BaseLoop loop, ssize_t nread, const uv.uv_buf_t* buf,
                       const uv.sockaddr* addr) except -1
     cdef object _peer_address(self, const uv.sockaddr* addr)
     cdef int _send_queued(self, object data, const uv.sockaddr* addr) except -1

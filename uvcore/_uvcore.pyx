@@ -22,7 +22,12 @@ from .includes.capi cimport (
     PyObject_Vectorcall, PY_VECTORCALL_ARGUMENTS_OFFSET, PySequence_Fast_ITEMS,
     Py_INCREF, Py_DECREF, PyErr_CheckSignals,
     uvc_loop_t, uvc_gil_ensure, uvc_gil_release, uvc_monotonic,
+    UVC_METRICS, UVC_LAG_BUCKETS, UVC_LAG_WINDOWS, UVC_LAG_WINDOW_SECONDS,
+    uint64_t, uvc_metrics_t, uvc_lag_window_t, uvc_ticks, uvc_clock_init,
+    uvc_ticks_per_second, uvc_add, uvc_callback_done, uvc_lag_record,
+    uvc_lag_bucket_low_us,
 )
+from libc.string cimport memset
 
 import errno as errno_mod
 import logging
@@ -93,5 +98,6 @@ include "handles/pipe.pxi"
 include "handles/udp.pxi"
 include "server.pxi"
 include "sock.pxi"
+include "metrics.pxi"
 include "loop.pxi"
 include "gc_support.pxi"

@@ -82,6 +82,10 @@ cdef class BaseLoop:
         uv.uv_unref(<uv.uv_handle_t*>&self.h.timer)
         uv.uv_unref(<uv.uv_handle_t*>&self.h.prepare)
         uv.uv_check_start(&self.h.check, _on_check)
+        memset(&self.m, 0, sizeof(uvc_metrics_t))
+        self.m.slow_ticks = <uint64_t>-1      # slow-callback tracing off
+        if UVC_METRICS:
+            uv.uv_loop_configure(self.uvloop, uv.UV_METRICS_IDLE_TIME)
         uv.uv_prepare_start(&self.h.prepare, _on_prepare)
         ring_init(&self.ready, 64)
         heap_init(&self.timers)
@@ -487,6 +491,8 @@ cdef class BaseLoop:
                     t.cancelled -= 1
                 else:
                     ring_push(&self.ready, th)
+                    uvc_add(&self.m.timers_fired, 1)
+                    uvc_lag_record(&self.m, now, now - th.deadline)
         if self.ready.count:
             self._run_ready(self.ready.count)
         if self.ready.count == 0 and self.ready.cap > 4096:
@@ -501,8 +507,12 @@ cdef class BaseLoop:
         return 0
 
     cdef int _run_ready(self, Py_ssize_t n) except -1:
+        # Each callback is timed with one clock read: the end of one is the
+        # start of the next (docs/architecture.md, "Metrics").
         cdef Handle h
         cdef PyObject* p
+        cdef uint64_t t0 = uvc_ticks()
+        cdef uint64_t t1
         while n > 0 and self.ready.count:
             n -= 1
             p = ring_pop(&self.ready)
@@ -510,6 +520,8 @@ cdef class BaseLoop:
             Py_DECREF(p)
             if h.is_cancelled:
                 continue
+            self.m.current_started = t0
+            uvc_add(&self.m.callbacks_run, 1)
             if self._debug:
                 self._run_debug(h)
             else:
@@ -519,6 +531,11 @@ cdef class BaseLoop:
                     self._raise_after_run = exc
                 except BaseException as exc:
                     self._report_callback_error(h, exc)
+            t1 = uvc_ticks()
+            if uvc_callback_done(&self.m, t0, t1):
+                self._slow_callback(h, None, t1 - t0)
+                t1 = uvc_ticks()
+            t0 = t1
             if not h.persistent:
                 if Py_REFCNT(h) > 1:
                     # Someone else keeps the handle: let go of what it refers
@@ -527,7 +544,24 @@ cdef class BaseLoop:
                 else:
                     h.loop = NULL
             if self._raise_after_run is not None:
-                return 0
+                break
+        self.m.current_started = 0
+        return 0
+
+    cdef int _slow_callback(self, object what, object protocol, uint64_t ticks) except -1:
+        # A callback ran longer than the tracing threshold: `what` is its
+        # Handle, or for a protocol called straight from I/O the method's name.
+        uvc_add(&self.m.slow_callbacks, 1)
+        tracer = self._slow_tracer
+        if tracer is not None:
+            try:
+                tracer.callback_done(what, protocol, _ticks_to_seconds(ticks),
+                                     self.m.current_started)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.call_exception_handler({
+                    'message': 'Slow-callback tracer failed', 'exception': exc})
         return 0
 
     cdef int _run_debug(self, Handle h) except -1:
@@ -582,12 +616,17 @@ cdef class BaseLoop:
     cdef int _run_uv(self) except -1:
         cdef object exc
         wakeup = _SignalWakeup.install(self)
+        self.m.run_started = uvc_ticks()
         try:
             if self._stopping or self.ready.count:
                 self._ensure_idle()
             uv.uv_run(self.uvloop, uv.UV_RUN_DEFAULT)
             uvc_gil_ensure(self.uvloop)
         finally:
+            if self.m.run_started:
+                self.m.run_ticks += uvc_ticks() - self.m.run_started
+                self.m.run_started = 0
+            self.m.current_started = 0
             if wakeup is not None:
                 wakeup.uninstall()
         exc = self._raise_after_run
@@ -757,6 +796,7 @@ cdef class BaseLoop:
                     eager_start=_NOARG):
         """Schedule the execution of a coroutine; return its Task."""
         self._require_open()
+        uvc_add(&self.m.tasks_created, 1)
         if self._task_factory is None:
             if eager_start is not _NOARG:
                 task = Task(coro, loop=self, name=name, context=context,
@@ -779,6 +819,21 @@ cdef class BaseLoop:
         if name is not None:
             task.set_name(name)
         return task
+
+    # -- metrics and slow-callback tracing -------------------------------------
+
+    def metrics(self):
+        """Counters and timings kept by the loop, as a dict (see the README)."""
+        return _loop_metrics(self)
+
+    def _set_slow_tracer(self, tracer, threshold):
+        # diagnostics.py: tracer.callback_done() is called for every callback
+        # that runs longer than threshold seconds (None: tracing off).
+        self._slow_tracer = tracer
+        _set_slow_threshold(self, None if tracer is None else threshold)
+
+    def _watch_state(self):
+        return _watch_state(self)
 
     def set_task_factory(self, factory):
         if factory is not None and not callable(factory):

@@ -6,6 +6,7 @@ import warnings
 
 from ._uvcore import BaseLoop, SockMethods
 from .asyncgens import AsyncgenMixin
+from .diagnostics import DiagnosticsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executors import ExecutorMixin
 from .network import NetworkMixin
@@ -13,7 +14,8 @@ from .processes import ProcessMixin
 
 
 class Loop(BaseLoop, SockMethods, NetworkMixin, ProcessMixin, ExecutorMixin,
-           AsyncgenMixin, ExceptionHandlerMixin, asyncio.AbstractEventLoop):
+           AsyncgenMixin, ExceptionHandlerMixin, DiagnosticsMixin,
+           asyncio.AbstractEventLoop):
     """An asyncio event loop running on libuv."""
 
     def __init__(self):
@@ -22,10 +24,12 @@ class Loop(BaseLoop, SockMethods, NetworkMixin, ProcessMixin, ExecutorMixin,
         # create_unix_server fills it; _stop_serving empties it).
         self._unix_server_sockets = {}
         self._child_pidfds = {}         # pidfd -> pid of a watched child
+        self._trace_from_environment()  # UVCORE_SLOW_CALLBACK, UVCORE_WATCHDOG
 
     def close(self):
         super().close()
         self._close_child_watches()
+        self._stop_tracing()
 
     def __del__(self, _warn=warnings.warn):
         if not self.is_closed():

@@ -54,6 +54,7 @@ cdef class _Acceptor:
                 _remove_watch(loop, sock.fileno(), False)
                 loop.call_later(_constants.ACCEPT_RETRY_DELAY, self._resume)
                 return
+            uvc_add(&loop.m.connections_accepted, 1)
             self._serve(conn, addr)
 
     def _resume(self):

@@ -178,35 +178,24 @@ cdef class UVStream(UVHandle):
 
     cdef int _on_read(self, ssize_t nread) except -1:
         cdef BaseLoop loop = self.loop
+        cdef uint64_t t0, t1
         if nread == 0:                       # EAGAIN: nothing read
             self._release_view()
             return 0
         if nread > 0:
-            if self.tls is not None:
-                try:
-                    self.tls._wire_data(loop.read_buffer, nread)
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    loop._stop_with(exc)
-                except BaseException as exc:
-                    self._fatal_error(exc, 'Fatal error: TLS layer failed.')
-            elif self.buffered:
-                self._release_view()
-                try:
-                    self.buffer_updated(nread)
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    loop._stop_with(exc)
-                except BaseException as exc:
-                    self._fatal_error(
-                        exc, 'Fatal error: protocol.buffer_updated() call failed.')
-            else:
-                data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
-                try:
-                    self.data_received(data)
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    loop._stop_with(exc)
-                except BaseException as exc:
-                    self._fatal_error(
-                        exc, 'Fatal error: protocol.data_received() call failed.')
+            uvc_add(&loop.m.bytes_read, nread)
+            uvc_add(&loop.m.io_callbacks_run, 1)
+            t0 = uvc_ticks()
+            loop.m.current_started = t0
+            self._deliver(loop, nread)
+            t1 = uvc_ticks()
+            loop.m.current_started = 0
+            if uvc_callback_done(&loop.m, t0, t1):
+                loop._slow_callback(
+                    'buffer_updated' if self.buffered and self.tls is None
+                    else 'data_received',
+                    self.protocol if self.tls is None else self.tls.app_protocol,
+                    t1 - t0)
             return 0
         self._release_view()
         if nread == uv.UV_EOF:
@@ -220,6 +209,35 @@ cdef class UVStream(UVHandle):
         else:
             self._fatal_error(uv_error(<int>nread),
                               'Fatal read error on socket transport')
+        return 0
+
+    cdef int _deliver(self, BaseLoop loop, ssize_t nread) except -1:
+        # nread bytes have arrived: to the TLS layer or the protocol.
+        if self.tls is not None:
+            try:
+                self.tls._wire_data(loop.read_buffer, nread)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                loop._stop_with(exc)
+            except BaseException as exc:
+                self._fatal_error(exc, 'Fatal error: TLS layer failed.')
+        elif self.buffered:
+            self._release_view()
+            try:
+                self.buffer_updated(nread)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                loop._stop_with(exc)
+            except BaseException as exc:
+                self._fatal_error(
+                    exc, 'Fatal error: protocol.buffer_updated() call failed.')
+        else:
+            data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
+            try:
+                self.data_received(data)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                loop._stop_with(exc)
+            except BaseException as exc:
+                self._fatal_error(
+                    exc, 'Fatal error: protocol.data_received() call failed.')
         return 0
 
     cdef int _on_eof(self) except -1:
@@ -278,6 +296,8 @@ cdef class UVStream(UVHandle):
             if buf.len == 0:
                 return 0
             n = uv.uv_try_write(<uv.uv_stream_t*>self.handle, &buf, 1)
+            if n > 0:
+                uvc_add(&self.loop.m.bytes_written, n)
             if n == <int>buf.len:
                 return 0
             if n < 0 and n != uv.UV_EAGAIN:
@@ -309,6 +329,8 @@ cdef class UVStream(UVHandle):
                 buf.base = <char*>view.buf
                 buf.len = view.len
                 n = uv.uv_try_write(<uv.uv_stream_t*>self.handle, &buf, 1)
+                if n > 0:
+                    uvc_add(&self.loop.m.bytes_written, n)
                 if n == view.len:
                     return 0
                 if n < 0:
@@ -403,6 +425,7 @@ cdef class UVStream(UVHandle):
         # no uv_write (whose completion libuv reports an iteration later).
         err = uv.uv_try_write(<uv.uv_stream_t*>self.handle, bufs, n)
         if err > 0:
+            uvc_add(&self.loop.m.bytes_written, err)
             self.wq_bytes -= err
             first = 0
             while first < n and <size_t>err >= bufs[first].len:
@@ -440,6 +463,8 @@ cdef class UVStream(UVHandle):
 
     cdef int _on_write_done(self, int status, Py_ssize_t nbytes) except -1:
         self.inflight_bytes -= nbytes
+        if status >= 0 and self.loop is not None:
+            uvc_add(&self.loop.m.bytes_written, nbytes)
         if status < 0:
             if status != uv.UV_ECANCELED and not self.conn_lost:
                 self._fatal_error(uv_error(status),

@@ -112,8 +112,25 @@ cdef class UDPTransport(UVHandle):
     cdef int _on_recv(self, ssize_t nread, const uv.uv_buf_t* buf,
                       const uv.sockaddr* addr) except -1:
         cdef BaseLoop loop = self.loop
+        cdef uint64_t t0, t1
         if self.conn_lost or loop is None:
             return 0
+        if nread >= 0:
+            uvc_add(&loop.m.datagrams_received, 1)
+            uvc_add(&loop.m.bytes_read, nread)
+        uvc_add(&loop.m.io_callbacks_run, 1)
+        t0 = uvc_ticks()
+        loop.m.current_started = t0
+        self._deliver(loop, nread, buf, addr)
+        t1 = uvc_ticks()
+        loop.m.current_started = 0
+        if uvc_callback_done(&loop.m, t0, t1):
+            loop._slow_callback('datagram_received' if nread >= 0 else 'error_received',
+                                self.protocol, t1 - t0)
+        return 0
+
+    cdef int _deliver(self, BaseLoop loop, ssize_t nread, const uv.uv_buf_t* buf,
+                      const uv.sockaddr* addr) except -1:
         try:
             if nread < 0:
                 if nread == uv.UV_ENOBUFS:
@@ -180,6 +197,8 @@ cdef class UDPTransport(UVHandle):
         finally:
             PyBuffer_Release(&view)
         if n >= 0:
+            uvc_add(&self.loop.m.datagrams_sent, 1)
+            uvc_add(&self.loop.m.bytes_written, n)
             return
         if n == uv.UV_EAGAIN:
             self._send_queued(data, dest)
@@ -269,6 +288,9 @@ cdef class UDPTransport(UVHandle):
 
     cdef int _on_send_done(self, int status, Py_ssize_t size) except -1:
         self.queued -= size
+        if status >= 0 and self.loop is not None:
+            uvc_add(&self.loop.m.datagrams_sent, 1)
+            uvc_add(&self.loop.m.bytes_written, size)
         self.queued_reqs -= 1
         if self.loop is None:
             return 0

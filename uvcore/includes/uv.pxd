@@ -15,6 +15,9 @@ cdef extern from "uv.h" nogil:
         UV_TIMER
         UV_POLL
         UV_SIGNAL
+        UV_TCP
+        UV_UDP
+        UV_NAMED_PIPE
 
     ctypedef enum uv_poll_event:
         UV_READABLE
@@ -166,6 +169,17 @@ cdef extern from "uv.h" nogil:
     int uv_translate_sys_error(int sys_errno)
 
     int uv_loop_init(uv_loop_t* loop)
+
+    # Loop metrics (libuv >= 1.45): time blocked in the poller, events seen.
+    ctypedef enum uv_loop_option:
+        UV_METRICS_IDLE_TIME
+    int uv_loop_configure(uv_loop_t* loop, uv_loop_option option, ...)
+    ctypedef struct uv_metrics_t:
+        unsigned long long loop_count
+        unsigned long long events
+        unsigned long long events_waiting
+    int uv_metrics_info(uv_loop_t* loop, uv_metrics_t* metrics)
+    unsigned long long uv_metrics_idle_time(uv_loop_t* loop)
     int uv_loop_close(uv_loop_t* loop)
     int uv_loop_alive(const uv_loop_t* loop)
     int uv_loop_fork(uv_loop_t* loop)

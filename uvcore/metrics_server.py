@@ -1,0 +1,166 @@
+"""Live metrics for `python -m uvcore top PID`, over a Unix socket that a
+program opts into: uvcore.serve_metrics(), or UVCORE_METRICS_SOCKET=1 (or a
+path) in its environment.
+
+The server is a thread, not a task: it answers while the loop is blocked,
+which is when the answer matters most. Every request line gets one JSON line
+back with a snapshot of every open uvcore loop in the process. The socket is
+made in a directory only its user can enter (mode 0700) and is removed at
+exit.
+"""
+
+import atexit
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+
+_ENV_SOCKET = 'UVCORE_METRICS_SOCKET'
+_MAX_REQUEST = 4096
+
+_server = None
+_server_lock = threading.Lock()
+
+
+def default_socket_path(pid=None):
+    """Where a process serves its metrics unless told otherwise."""
+    if pid is None:
+        pid = os.getpid()
+    return os.path.join(tempfile.gettempdir(), f'uvcore-{os.getuid()}', f'{pid}.sock')
+
+
+def snapshot():
+    """A JSON-ready picture of every open uvcore loop in this process."""
+    from ._uvcore import _live_loops
+    for _ in range(10):
+        try:
+            loops = list(_live_loops)
+            break
+        except RuntimeError:        # the set changed while it was read
+            continue
+    else:
+        loops = []
+    result = []
+    for loop in loops:
+        if loop.is_closed():
+            continue
+        state = loop._watch_state()
+        entry = {
+            'id': f'{id(loop):#x}',
+            'thread_id': state[4],
+            'running': loop.is_running(),
+            'metrics': loop.metrics(),
+        }
+        reports = getattr(loop, 'slow_callbacks', None)
+        if reports is not None:
+            entry['slow_callbacks'] = [r.as_dict() for r in reports()[-10:]]
+            tracer = getattr(loop, '_tracer', None)
+            entry['slow_callback_threshold'] = (tracer.threshold
+                                                if tracer is not None else None)
+        result.append(entry)
+    return {'pid': os.getpid(), 'time': time.time(), 'loops': result}
+
+
+class MetricsServer:
+    """A thread answering metrics requests on a Unix socket."""
+
+    def __init__(self, path):
+        self.path = path
+        self.pid = os.getpid()
+        self._sock = None
+        self._thread = None
+        self._closed = threading.Event()
+
+    def start(self):
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        try:
+            os.unlink(self.path)        # a stale socket of an earlier process
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.path)
+            os.chmod(self.path, 0o600)
+            sock.listen(8)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._thread = threading.Thread(target=self._serve, daemon=True,
+                                        name='uvcore-metrics')
+        self._thread.start()
+        return self
+
+    def _serve(self):
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return                  # closed
+            with conn:
+                conn.settimeout(30)
+                self._answer(conn)
+
+    def _answer(self, conn):
+        buf = b''
+        while True:
+            try:
+                chunk = conn.recv(_MAX_REQUEST)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b'\n' in buf:
+                _, buf = buf.split(b'\n', 1)
+                try:
+                    reply = json.dumps(snapshot(), default=str)
+                except Exception as exc:          # keep serving
+                    reply = json.dumps({'error': repr(exc)})
+                try:
+                    conn.sendall(reply.encode() + b'\n')
+                except OSError:
+                    return
+            if len(buf) > _MAX_REQUEST:
+                return
+
+    def close(self):
+        self._closed.set()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(2)
+
+
+def serve_metrics(path=None):
+    """Serve this process's loop metrics on a Unix socket (for
+    `python -m uvcore top PID`); returns the server (close() to stop).
+    Calling it again returns the running server."""
+    global _server
+    with _server_lock:
+        if (_server is not None and _server._sock is not None
+                and _server.pid == os.getpid()):
+            return _server
+        _server = MetricsServer(path or default_socket_path()).start()
+        atexit.register(_server.close)
+        return _server
+
+
+def _serve_from_environment():
+    value = os.environ.get(_ENV_SOCKET, '').strip()
+    if not value or value == '0':
+        return
+    serve_metrics(None if value == '1' else value)
