@@ -19,6 +19,7 @@ import functools
 import logging
 import os
 import sys
+import sysconfig
 import threading
 import time
 import traceback
@@ -70,7 +71,8 @@ class SlowCallback:
         lines = [head, f'  at {self.location()}']
         if self.stack is not None:
             lines.append('  stack of the loop thread while it ran:')
-            lines.extend('  ' + l.rstrip('\n') for l in self.stack.format())
+            for entry in self.stack.format():
+                lines.extend('  ' + l for l in entry.rstrip('\n').split('\n'))
         return '\n'.join(lines)
 
     def __repr__(self):
@@ -80,12 +82,25 @@ class SlowCallback:
 
 # -- naming what ran -----------------------------------------------------------
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
-_UVCORE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+def _library_dirs():
+    # Frames here are not "where": the standard library (asyncio.sleep,
+    # socket.recv, ...) and uvcore itself. Third-party packages are kept, as
+    # the user's own code may be installed next to them.
+    dirs = {os.path.dirname(os.path.abspath(__file__))}
+    for key in ('stdlib', 'platstdlib'):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            dirs.add(os.path.realpath(path))
+            dirs.add(path)
+    dirs.add(os.path.dirname(asyncio.__file__))
+    return tuple(d.rstrip(os.sep) + os.sep for d in dirs)
+
+
+_LIBRARY_DIRS = _library_dirs()
 
 
 def _is_library(filename):
-    return filename.startswith(_ASYNCIO_DIR) or filename.startswith(_UVCORE_DIR)
+    return filename.startswith(_LIBRARY_DIRS) and '-packages' + os.sep not in filename
 
 
 def _innermost(coro):
@@ -106,6 +121,22 @@ def _innermost(coro):
                 or getattr(coro, 'ag_await', None))
         seen += 1
     return outside if outside is not None else frame
+
+
+_LOOP_ENTRY = ('run_until_complete', 'run_forever', '_run_once', 'run')
+_LOOP_DIRS = tuple(d.rstrip(os.sep) + os.sep for d in (
+    os.path.dirname(os.path.abspath(__file__)), os.path.dirname(asyncio.__file__)))
+
+
+def _callback_part(stack):
+    """The frames of a sampled stack that belong to the running callback:
+    those below the loop's entry point (run_forever and what called it say
+    nothing about the callback)."""
+    cut = 0
+    for i, f in enumerate(stack):
+        if f.name in _LOOP_ENTRY and f.filename.startswith(_LOOP_DIRS):
+            cut = i + 1
+    return traceback.StackSummary.from_list(stack[cut:]) if cut < len(stack) else stack
 
 
 def _where_in_stack(stack):
@@ -263,7 +294,7 @@ class _Watchdog:
             # Still the same callback? (It may have ended meanwhile.)
             if loop._watch_state()[:2] != (seq, started) or frame is None:
                 continue
-            stack = traceback.extract_stack(frame)
+            stack = _callback_part(traceback.extract_stack(frame))
             del frame
             reported = (seq, started)
             with tracer._lock:
