@@ -7,7 +7,6 @@ UVCORE_METRICS_SOCKET=1 in its environment (see metrics_server.py).
 import argparse
 import datetime
 import json
-import os
 import socket
 import sys
 import time
