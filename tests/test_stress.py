@@ -3,18 +3,31 @@
 Each scenario is written once with a size parameter: a short version runs
 in the default suite, a long version is marked ``stress`` (deselected by
 default; run with ``-m stress``).  RSS figures are printed (see them with
-``-s``) and repeated in assertion messages.
+``-s``) and repeated in assertion messages; each RSS run starts on a trimmed
+heap (see trim_heap), so memory freed by earlier tests cannot hide growth.
+
+The many-connections tests keep the far ends of their connections in a
+child process (tests/_stress_peer.py), so that 10,000 connections need
+10,000 descriptors in each process rather than 20,000 in one.
 """
 
 import asyncio
+import collections
+import ctypes
 import gc
 import os
 import resource
+import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
+
+import _helpers
+from _stress_peer import payload_for
+from _tls_helpers import fd_baseline, get_certs, subject
 
 LONG = [pytest.mark.stress, pytest.mark.timeout(600)]
 
@@ -70,9 +83,25 @@ def growth_limit(n, short):
     return 0.20 if n == short else 0.05
 
 
+try:
+    _malloc_trim = ctypes.CDLL(None).malloc_trim    # glibc
+except (OSError, AttributeError):  # pragma: no cover - other C libraries
+    _malloc_trim = None
+
+
+def trim_heap():
+    """Collect garbage and hand free heap memory back to the system, so that
+    what earlier tests freed (10,000 connections' worth, say) does not hide
+    growth: RSS never shrinks by itself."""
+    gc.collect()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 async def phased(total, meter, step):
     """Run ``await step(k)`` in 10 chunks adding up to ``total`` steps,
-    sampling RSS before the first and after each chunk."""
+    sampling RSS before the first (on a trimmed heap) and after each."""
+    trim_heap()
     meter.sample(0)
     done = 0
     for i in range(1, 11):
@@ -112,75 +141,270 @@ async def close_writer(writer):
         pass
 
 
-def payload_for(i, size):
-    # Distinct per connection, every byte position meaningful.
-    seed = i.to_bytes(4, "big")
-    block = bytes((j * 31 + i) & 0xFF for j in range(256))
-    return (seed + block * (size // 256 + 1))[:size]
-
-
 # ---------------------------------------------------------------------------
-# 1. Many concurrent TCP connections, fds back to baseline
+# 1. Many concurrent TCP connections, fds and handles back to baseline
+#
+# The loop under test holds n connections at once; their far ends live in a
+# child process (tests/_stress_peer.py, plain sockets), so each process needs
+# about n descriptors rather than one process 2n.
+
+
+PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "_stress_peer.py")
+
+
+class Peer:
+    """A tests/_stress_peer.py child: commands to its stdin, answers (lines
+    split into words) from its stdout, read in an executor thread."""
+
+    def __init__(self, *args):
+        self.args = args
+        self.proc = subprocess.Popen(
+            [sys.executable, PEER_SCRIPT, *map(str, args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=_helpers.child_env())
+
+    async def expect(self, word, timeout):
+        loop = asyncio.get_running_loop()
+        line = await asyncio.wait_for(
+            loop.run_in_executor(None, self.proc.stdout.readline), timeout)
+        words = line.split()
+        if not words or words[0] != word:
+            raise AssertionError(
+                f"peer {self.args[0]}: expected {word!r}, got {line!r} "
+                f"(exit status {self.proc.poll()})")
+        return words[1:]
+
+    def send(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout=30):
+        """Reap the child (killed if it has not exited within ``timeout``
+        of its stdin being closed) and close the pipes; its exit status."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            status = self.proc.wait(10)
+        self.proc.stdout.close()
+        return status
+
+
+def handle_kinds(impl):
+    kinds = (asyncio.BaseTransport,)
+    if impl.name == "uvcore":
+        import uvcore._uvcore
+        kinds += (uvcore._uvcore.UVHandle,)   # one per open libuv handle
+    return kinds
+
+
+def live_handles(loop, kinds):
+    """Live transports (and, for uvcore, owners of libuv handles) by type,
+    plus the selector registrations of a selector-based loop."""
+    gc.collect()
+    counts = collections.Counter(
+        type(o).__qualname__ for o in gc.get_objects() if isinstance(o, kinds))
+    selector = getattr(loop, "_selector", None)
+    if selector is not None:
+        counts["<selector registrations>"] = len(selector.get_map())
+    return counts
+
+
+async def settle_baseline(loop, kinds):
+    """(fds, handles) once the loop has made and closed a stream transport
+    (libuv keeps a reserve fd from a loop's first stream on), and garbage
+    left by earlier tests is collected."""
+    gc.collect()
+    baseline = await fd_baseline(loop)
+    assert fd_count() == baseline
+    return baseline, live_handles(loop, kinds)
+
+
+async def back_to_baseline(loop, kinds, fds, handles, timeout=30):
+    await wait_until(lambda: fd_count() <= fds, timeout,
+                     f"fd count back to baseline {fds}")
+    assert fd_count() == fds
+    deadline = time.monotonic() + timeout
+    while (now := live_handles(loop, kinds)) != handles:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"handles {dict(now)} != baseline "
+                                 f"{dict(handles)}")
+        await asyncio.sleep(0.05)
+    return now
+
+
+class NofileLimit:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (skip if that is less
+    than ``need``); restore it afterwards."""
+
+    def __init__(self, need):
+        self.need = need
+
+    def __enter__(self):
+        self.saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft, hard = self.saved
+        if hard != resource.RLIM_INFINITY and hard < self.need:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {self.need}")
+        if soft != resource.RLIM_INFINITY and soft < self.need:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return self
+
+    def __exit__(self, *exc):
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.saved)
+
+
+class Held(asyncio.Protocol):
+    """Server side: echoes; counts live connections and bytes per one."""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.received = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        s = self.stats
+        s["active"] += 1
+        s["accepted"] += 1
+        s["max_active"] = max(s["max_active"], s["active"])
+
+    def data_received(self, data):
+        self.received += len(data)
+        self.transport.write(data)
+
+    def connection_lost(self, exc):
+        self.stats["active"] -= 1
+        self.stats["received"].append(self.received)
+
+
+def report(impl, side, n, fds, handles, times):
+    steps = ", ".join(f"{k} {v:.2f}s" for k, v in times.items())
+    total = sum(times.values())
+    print(f"\n{impl.name} as {side}: {n} connections held at once "
+          f"(fds {fds[0]} -> {fds[1]} -> {fds[2]}; handles "
+          f"{' -> '.join(str(h.total()) for h in handles)}); "
+          f"{steps}; total {total:.2f}s")
 
 
 @sizes(500, 10_000)
 def test_many_tcp_connections_fds_return(loop, impl, n):
-    if n > 500:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard < 25_000:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 25000")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        restore = (soft, hard)
-    else:
-        restore = None
+    """The loop as the server: a child connects n clients, all held at
+    once, each echoing its own payload; then all closed."""
     size = 4096
+    kinds = handle_kinds(impl)
+    stats = {"active": 0, "accepted": 0, "max_active": 0, "received": []}
 
     async def main():
-        server = await loop.create_server(Echo, "127.0.0.1", 0,
-                                          backlog=min(n, 4096))
+        baseline, handles0 = await settle_baseline(loop, kinds)
+        server = await loop.create_server(lambda: Held(stats), "127.0.0.1",
+                                          0, backlog=min(n, 4096))
         port = server.sockets[0].getsockname()[1]
+        handles_srv = live_handles(loop, kinds)
+        fds_srv = fd_count()
+        times = {}
+        peer = Peer("clients", "127.0.0.1", port, n, size)
         try:
-            # Warm-up connection (a libuv loop keeps a reserve fd).
-            r, w = await asyncio.open_connection("127.0.0.1", port)
-            w.write(b"x")
-            assert await asyncio.wait_for(r.readexactly(1), 10) == b"x"
-            await close_writer(w)
-            await asyncio.sleep(0.05)
-            baseline = fd_count()
+            t0 = time.monotonic()
+            count, _ = await peer.expect("connected", 300)
+            assert int(count) == n
+            await wait_until(lambda: stats["accepted"] == n, 60,
+                             f"{n} connections accepted")
+            times["connect"] = time.monotonic() - t0
+            # All n are open here: none is closed before "close" is sent.
+            assert stats["active"] == n
+            peak = fd_count(), live_handles(loop, kinds)
+            assert peak[0] >= fds_srv + n
+            assert peak[1].total() >= handles_srv.total() + n
+            t0 = time.monotonic()
+            count, bad, _ = await peer.expect("echoed", 300)
+            times["echo"] = time.monotonic() - t0
+            assert (int(count), int(bad)) == (n, 0), "echoed bytes differ"
+            assert stats["active"] == n
+            peer.send("close")
+            t0 = time.monotonic()
+            await peer.expect("closed", 120)
+            await wait_until(lambda: stats["active"] == 0, 120,
+                             "every server-side connection lost")
+            times["close"] = time.monotonic() - t0
+        finally:
+            status = await loop.run_in_executor(None, peer.finish)
+        assert status == 0
+        assert stats["max_active"] == n
+        assert stats["received"] == [size] * n
+        after = await back_to_baseline(loop, kinds, fds_srv, handles_srv)
+        fds_end = fd_count()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+        await back_to_baseline(loop, kinds, baseline, handles0)
+        return (fds_srv, peak[0], fds_end), (handles_srv, peak[1], after), times
 
-            sem = asyncio.Semaphore(1000)
+    with NofileLimit(n + 1000):
+        fds, handles, times = run(loop, main(), 60 if n <= 500 else 550)
+    report(impl, "server", n, fds, handles, times)
+
+
+@sizes(500, 10_000)
+def test_many_tcp_client_connections_fds_return(loop, impl, n):
+    """The loop as the client: n connections to a server in a child, all
+    held at once, each echoing its own payload; then all closed."""
+    size = 4096
+    kinds = handle_kinds(impl)
+
+    async def main():
+        baseline, handles0 = await settle_baseline(loop, kinds)
+        times = {}
+        peer = Peer("server")
+        try:
+            port = int((await peer.expect("listening", 30))[0])
+            sem = asyncio.Semaphore(500)
 
             async def connect(i):
                 async with sem:
                     return await asyncio.wait_for(
-                        asyncio.open_connection("127.0.0.1", port), 30)
+                        asyncio.open_connection("127.0.0.1", port), 60)
 
+            t0 = time.monotonic()
             conns = await asyncio.gather(*(connect(i) for i in range(n)))
-            # All n connections (plus their server sides) are open now.
-            assert fd_count() >= baseline + 2 * n - 10
+            times["connect"] = time.monotonic() - t0
+            peak = fd_count(), live_handles(loop, kinds)
+            assert peak[0] >= baseline + n
+            assert peak[1].total() >= handles0.total() + n
+            peer.send("stats")
+            accepted, active, _, _ = map(int, await peer.expect("stats", 60))
+            assert (accepted, active) == (n, n)
 
             async def echo(i, reader, writer):
-                data = payload_for(i, size)
-                writer.write(data)
-                got = await asyncio.wait_for(reader.readexactly(size), 60)
-                assert got == data, f"connection {i}: echoed bytes differ"
+                async with sem:
+                    data = payload_for(i, size)
+                    writer.write(data)
+                    got = await asyncio.wait_for(reader.readexactly(size), 60)
+                    assert got == data, f"connection {i}: echoed bytes differ"
 
+            t0 = time.monotonic()
             await asyncio.gather(*(echo(i, r, w)
                                    for i, (r, w) in enumerate(conns)))
+            times["echo"] = time.monotonic() - t0
+            t0 = time.monotonic()
             await asyncio.gather(*(close_writer(w) for _, w in conns))
             del conns
-            await wait_until(lambda: fd_count() <= baseline, 30,
-                             f"fd count back to baseline {baseline}")
-            assert fd_count() == baseline
+            times["close"] = time.monotonic() - t0
+            peer.send("quit")
+            stats = list(map(int, await peer.expect("stats", 60)))
         finally:
-            server.close()
-            await asyncio.wait_for(server.wait_closed(), 10)
+            status = await loop.run_in_executor(None, peer.finish)
+        assert status == 0
+        # accepted, (still) active, most at once, bytes echoed
+        assert stats[0] == n and stats[2] == n and stats[3] == n * size
+        after = await back_to_baseline(loop, kinds, baseline, handles0)
+        return (baseline, peak[0], fd_count()), (handles0, peak[1], after), times
 
-    try:
-        run(loop, main(), 60 if n <= 500 else 550)
-    finally:
-        if restore:
-            resource.setrlimit(resource.RLIMIT_NOFILE, restore)
+    with NofileLimit(n + 1000):
+        fds, handles, times = run(loop, main(), 60 if n <= 500 else 550)
+    report(impl, "client", n, fds, handles, times)
 
 
 # ---------------------------------------------------------------------------
@@ -548,3 +772,143 @@ def test_udp_ping_pong_rss_bounded(loop, impl, n):
     assert proto.bad == 0
     print(f"\n{impl.name}: UDP resends={proto.resends}")
     meter.check(limit)
+
+
+# ---------------------------------------------------------------------------
+# 6. TLS: connect, handshake, echo, close, over and over
+
+
+@sizes(200, 5_000)
+def test_tls_handshake_cycles_rss_bounded_fds_back(loop, impl, n):
+    """n TLS connections one after another (4 at a time), server and
+    client both on the loop: handshake, echo, close; RSS sampled every 10%
+    and bounded after warm-up; fds and handles back to baseline."""
+    limit = growth_limit(n, 200)
+    kinds = handle_kinds(impl)
+    certs = get_certs()
+    server_ctx, client_ctx = certs.server_ctx(), certs.client_ctx()
+    size = 2048
+    workers = 4
+    stats = {"active": 0, "accepted": 0, "max_active": 0, "received": []}
+
+    async def main():
+        baseline, handles0 = await settle_baseline(loop, kinds)
+        server = await loop.create_server(lambda: Held(stats), "127.0.0.1",
+                                          0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        versions = collections.Counter()
+        started = [0]
+
+        async def cycle(i):
+            r, w = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx), 30)
+            try:
+                sslobj = w.get_extra_info("ssl_object")
+                versions[sslobj.version()] += 1
+                peer = subject(w.get_extra_info("peercert"))
+                assert peer["commonName"] == "localhost"
+                data = payload_for(i, size)
+                w.write(data)
+                got = await asyncio.wait_for(r.readexactly(size), 30)
+                assert got == data, f"cycle {i}: echoed bytes differ"
+            finally:
+                await close_writer(w)
+
+        async def step(k):
+            first = started[0]
+            started[0] += k
+            todo = iter(range(first, first + k))
+
+            async def worker():
+                for i in todo:
+                    await cycle(i)
+
+            await asyncio.gather(*(worker() for _ in range(workers)))
+
+        meter = RssMeter(f"{impl.name} TLS cycles x{n}", n)
+        t0 = time.monotonic()
+        try:
+            await phased(n, meter, step)
+            elapsed = time.monotonic() - t0
+            await wait_until(lambda: stats["active"] == 0, 30,
+                             "every server-side connection lost")
+        finally:
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), 10)
+        after = await back_to_baseline(loop, kinds, baseline, handles0)
+        return meter, elapsed, versions, baseline, after
+
+    meter, elapsed, versions, baseline, after = run(
+        loop, main(), 60 if n == 200 else 590)
+    assert stats["accepted"] == n
+    assert stats["received"] == [size] * n
+    print(f"\n{impl.name}: {n} TLS cycles in {elapsed:.2f}s "
+          f"({n / elapsed:.0f}/s, {dict(versions)}); fds back to {baseline}, "
+          f"handles back to {after.total()}")
+    meter.check(limit)
+
+
+class SSLObjects(Held):
+    """Held, also keeping a weak reference to each connection's SSLObject."""
+
+    def __init__(self, stats, refs):
+        super().__init__(stats)
+        self.refs = refs
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.refs.append(weakref.ref(transport.get_extra_info("ssl_object")))
+
+
+def test_tls_closed_connections_freed_without_cyclic_gc(loop, impl, request):
+    """What the TLS soak's RSS figures rest on, made exact: with the cyclic
+    GC off, the SSLObjects (and OpenSSL state, tens of KiB each) of closed
+    connections, client and server side, are freed by reference counting,
+    as asyncio's are.  A busy process with a large heap runs a full
+    collection rarely, and would hold every one of them until then."""
+    n = 100
+    certs = get_certs()
+    server_ctx, client_ctx = certs.server_ctx(), certs.client_ctx()
+    stats = {"active": 0, "accepted": 0, "max_active": 0, "received": []}
+    refs = []
+
+    async def main():
+        server = await loop.create_server(lambda: SSLObjects(stats, refs),
+                                          "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+
+        async def cycle(i):
+            r, w = await asyncio.wait_for(asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx), 30)
+            refs.append(weakref.ref(w.get_extra_info("ssl_object")))
+            w.write(payload_for(i, 100))
+            assert await asyncio.wait_for(r.readexactly(100), 30) \
+                == payload_for(i, 100)
+            await close_writer(w)
+
+        try:
+            for i in range(5):                      # warm-up
+                await cycle(i)
+            gc.collect()
+            refs.clear()
+            gc.disable()
+            try:
+                for i in range(n):
+                    await cycle(i)
+                await wait_until(lambda: stats["active"] == 0, 30,
+                                 "every server-side connection lost")
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                alive = sum(1 for ref in refs if ref() is not None)
+            finally:
+                gc.enable()
+        finally:
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), 10)
+        return alive
+
+    alive = run(loop, main(), 60)
+    assert len(refs) == 2 * n
+    assert alive == 0, (f"{impl.name}: {alive} of {2 * n} SSLObjects of "
+                        f"closed TLS connections are alive until the cyclic "
+                        f"GC runs")

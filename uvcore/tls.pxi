@@ -140,6 +140,12 @@ cdef class TLSProtocol:
         self.state = TLS_UNWRAPPED
         self.transport = None
         self.wire = None
+        # As asyncio: let go of the application's side, so that the SSL
+        # object and its OpenSSL state go with the last reference rather than
+        # waiting for the cycle collector (proxy <-> this object; app
+        # protocol -> proxy -> this object -> app protocol).
+        self.app_transport = None
+        self.app_protocol = None
         self._wakeup_waiter(exc)
         self._cancel_timers()
 
@@ -464,6 +470,8 @@ cdef class TLSProtocol:
 
     cdef int _control_app_writing(self) except -1:
         cdef Py_ssize_t size = self.outgoing.pending + self.backlog_size
+        if self.app_protocol is None:
+            return 0                    # the connection is gone
         if size >= self.write_high and not self.app_writing_paused:
             self.app_writing_paused = True
             try:
