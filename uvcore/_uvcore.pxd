@@ -294,6 +294,7 @@ cdef class PipeTransport(UVStream):
 
 cdef class ReadPipeTransport(PipeTransport):
     cdef int _on_read(self, ssize_t nread) except -1
+    cdef int _deliver(self, BaseLoop loop, ssize_t nread) except -1
     cdef int _on_eof(self) except -1
 
 

@@ -50,6 +50,26 @@ cdef void _guarded_check(BaseLoop loop) noexcept:
         uv.uv_stop(loop.uvloop)
 
 
+cdef void _warn_unclosed(uv.uv_handle_t* handle, void* arg) noexcept with gil:
+    # loop.close() with transports still open: asyncio warns when each is
+    # collected; uvcore releases them now, so it warns now.
+    if uv.uv_is_closing(handle) or handle.data == NULL:
+        return
+    obj = <object>handle.data
+    try:
+        if isinstance(obj, UVStream) and not (<UVStream>obj).closing:
+            proxy = (<UVStream>obj).proxy
+        elif isinstance(obj, UDPTransport) and not (<UDPTransport>obj).closing:
+            proxy = (<UDPTransport>obj).proxy
+        else:
+            return
+        if proxy is not None:
+            warnings.warn(f"unclosed transport {proxy!r}", ResourceWarning,
+                          source=proxy)
+    except BaseException:
+        pass        # a warning filter set to "error" must not stop close()
+
+
 cdef double _MAX_TIMER_DELAY = 86400.0 * 365 * 30
 
 
@@ -726,6 +746,8 @@ cdef class BaseLoop:
         cdef uv.uv_loop_t* loop = self.uvloop
         if loop == NULL:
             return 0
+        if not dealloc:
+            uv.uv_walk(loop, _warn_unclosed, NULL)
         if self._transports:
             for proxy in list(self._transports.values()):
                 (<UVStream>proxy._impl)._release()

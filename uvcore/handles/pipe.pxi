@@ -178,6 +178,30 @@ cdef class ReadPipeTransport(PipeTransport):
                 pass                    # over the user's pipe allowance
         return UVStream._on_read(self, nread)
 
+    cdef int _deliver(self, BaseLoop loop, ssize_t nread) except -1:
+        # asyncio's read pipe calls data_received from its reader callback:
+        # an exception there is that callback's, reported, and reading goes on.
+        if self.buffered:
+            return UVStream._deliver(self, loop, nread)
+        try:
+            data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
+        except MemoryError as exc:
+            self._fatal_error(exc, 'Fatal read error on pipe transport')
+            return 0
+        try:
+            self.data_received(data)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            loop._stop_with(exc)
+        except BaseException as exc:
+            loop.call_exception_handler({
+                'message': f'Exception in callback {type(self.proxy).__name__}'
+                           f'._read_ready()',
+                'exception': exc,
+                'transport': self.proxy,
+                'protocol': self.protocol,
+            })
+        return 0
+
     cdef int _on_eof(self) except -1:
         cdef BaseLoop loop = self.loop
         if loop._debug:

@@ -230,7 +230,12 @@ cdef class UVStream(UVHandle):
                 self._fatal_error(
                     exc, 'Fatal error: protocol.buffer_updated() call failed.')
         else:
-            data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
+            try:
+                data = PyBytes_FromStringAndSize(loop.read_buffer, nread)
+            except MemoryError as exc:
+                # As asyncio when recv() fails: fatal, never a silent hole.
+                self._fatal_error(exc, 'Fatal read error on socket transport')
+                return 0
             try:
                 self.data_received(data)
             except (SystemExit, KeyboardInterrupt) as exc:
@@ -562,6 +567,9 @@ cdef class UVStream(UVHandle):
         self.closing = True
         self._stop_reading()
         if self.wq_bytes == 0 and self.inflight_bytes == 0:
+            if self.loop is None:
+                # Released by loop.close(): as asyncio, whose call_soon says so.
+                raise RuntimeError('Event loop is closed')
             self.conn_lost += 1
             self.loop.call_soon(self._call_connection_lost, None)
 

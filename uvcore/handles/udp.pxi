@@ -358,6 +358,9 @@ cdef class UDPTransport(UVHandle):
         self.closing = True
         self._stop_reading()
         if self.queued_reqs == 0 and not self.conn_lost:
+            if self.loop is None:
+                # Released by loop.close(): as asyncio, whose call_soon says so.
+                raise RuntimeError('Event loop is closed')
             self.conn_lost += 1
             self.loop.call_soon(self._call_connection_lost, None)
 
