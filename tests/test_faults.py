@@ -287,12 +287,6 @@ run(main())
 
 @pytest.mark.parametrize("how", ["close", "abort"])
 def test_adopted_socket_closed_under_a_closing_transport(request, impl, how):
-    uvcore_bug(request, impl,
-               "a transport made with sock= shares the socket's fd with its "
-               "libuv handle until _release() detaches it: the caller "
-               "closing the socket while close()/abort() still has writes "
-               "queued makes libuv abort() (uv__epoll_ctl_flush), killing "
-               "the process; asyncio's transport just closes its socket")
     # In a child: the failure mode is the whole process dying.
     proc = subprocess.run(
         [sys.executable, "-c", impl.child_prelude() + textwrap.dedent(

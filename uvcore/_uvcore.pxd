@@ -178,7 +178,8 @@ cdef class UVStream(UVHandle):
         TLSProtocol tls          # the protocol, when it is uvcore's TLS layer
         bint discard_on_close    # read away unread input before closing (TLS)
         object sock              # the socket object; detached before uv_close
-        int fd
+        int fd                   # sock's fd (the key in loop._transports)
+        int uv_fd                # the fd libuv works on: fd, or a dup of it
         object protocol
         object proxy             # the asyncio.Transport the protocol sees
         dict extra

@@ -180,7 +180,9 @@ cdef class BaseLoop:
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
-        return _make_stream_transport(self, sock, protocol, waiter, extra, server)
+        adopted = getattr(self, '_adopted_socks', None)
+        return _make_stream_transport(self, sock, protocol, waiter, extra, server,
+                                      adopted is not None and sock in adopted)
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):

@@ -11,8 +11,10 @@ the sock_* methods and getaddrinfo (see _uvcore: handles/stream.pxi,
 handles/tcp.pxi, server.pxi, sock.pxi, dns.pxi).
 """
 
+import functools
 import os
 import socket
+import weakref
 from asyncio import base_events, constants, selector_events, unix_events
 
 try:
@@ -37,8 +39,32 @@ def _borrow(cls, *names):
     return found
 
 
+def _adopting(func, positional):
+    # The caller's own socket (sock=): its transport gets a dup of the fd
+    # (tcp.pxi, _make_stream_transport), so that closing the socket behind the
+    # transport's back cannot pull the fd from under libuv.
+    @functools.wraps(func)
+    async def wrapper(self, *args, **kwargs):
+        sock = kwargs.get('sock')
+        if sock is None and len(args) > positional:
+            sock = args[positional]
+        if sock is None:
+            return await func(self, *args, **kwargs)
+        adopted = self._adopted_socks
+        if adopted is None:
+            adopted = self._adopted_socks = weakref.WeakSet()
+        adopted.add(sock)
+        try:
+            return await func(self, *args, **kwargs)
+        finally:
+            adopted.discard(sock)
+    return wrapper
+
+
 class NetworkMixin:
     """create_connection/create_server/... over uvcore's transports."""
+
+    _adopted_socks = None
 
     locals().update(_borrow(
         _BASE,
@@ -50,12 +76,15 @@ class NetworkMixin:
         'connect_read_pipe', 'connect_write_pipe',
     ))
     locals().update(_borrow(_SELECTOR, '_accept_connection2'))
+    create_connection = _adopting(create_connection, 99)
+    connect_accepted_socket = _adopting(connect_accepted_socket, 1)
     locals().update(_borrow(
         _UNIX,
         'create_unix_connection', 'create_unix_server', '_sock_sendfile_native',
         '_sock_sendfile_native_impl', '_sock_sendfile_update_filepos',
         '_sock_add_cancellation_callback',
     ))
+    create_unix_connection = _adopting(create_unix_connection, 99)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None,

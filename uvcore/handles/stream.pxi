@@ -629,9 +629,12 @@ cdef class UVStream(UVHandle):
             if loop._transports.get(self.fd) is self.proxy:
                 del loop._transports[self.fd]
         if self.discard_on_close:
-            _discard_input(self.fd, loop)
+            _discard_input(self.uv_fd, loop)
         if self.sock is not None:
-            self.sock.detach()
+            if self.uv_fd == self.fd:
+                self.sock.detach()      # libuv closes the fd
+            else:
+                self.sock.close()       # libuv closes its dup
         self._close()
         self.protocol = None
         self.tls = None
