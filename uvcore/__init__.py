@@ -7,8 +7,6 @@
 
 import asyncio as _asyncio
 
-import os as _os
-
 from ._uvcore import libuv_version
 from .diagnostics import SlowCallback
 from .loop import Loop
@@ -19,9 +17,6 @@ __version__ = '0.1.0'
 __all__ = ('new_event_loop', 'run', 'Loop', 'libuv_version',
            'install', 'EventLoopPolicy', 'serve_metrics', 'SlowCallback')
 
-if _os.environ.get('UVCORE_METRICS_SOCKET', '').strip() not in ('', '0'):
-    from .metrics_server import _serve_from_environment
-    _serve_from_environment()
 
 
 def new_event_loop():

@@ -67,9 +67,6 @@ def main(argv):
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
-    if os.environ.get('UVCORE_METRICS_SOCKET'):
-        from .metrics_server import _serve_from_environment
-        _serve_from_environment()
     _use_uvcore()
     if argv[0] == '-m' and len(argv) > 1:
         sys.argv = [argv[1]] + argv[2:]

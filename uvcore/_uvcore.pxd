@@ -95,6 +95,7 @@ cdef class BaseLoop:
         public double slow_callback_duration
         uvc_metrics_t m             # counters and timings: loop.metrics()
         object _slow_tracer         # diagnostics.SlowCallbackTracer, or None
+        double _check_now           # monotonic time when due timers were last taken
 
     cdef inline int _require_open(self) except -1
     cdef int _require_loop_thread(self) except -1
@@ -109,7 +110,8 @@ cdef class BaseLoop:
     cdef int _run_ready(self, Py_ssize_t n) except -1
     cdef int _run_debug(self, Handle h) except -1
     cdef int _report_callback_error(self, Handle h, object exc) except -1
-    cdef int _slow_callback(self, object what, object protocol, uint64_t ticks) except -1
+    cdef int _slow_callback(self, object what, object protocol, uint64_t started,
+                            uint64_t ticks) except -1
     cdef int _compact_timers(self) except -1
     cdef int _close_uv(self, bint dealloc) except -1
     cdef int _drop_ready(self) except -1

@@ -17,12 +17,16 @@ import asyncio
 import collections
 import functools
 import logging
+import math
+import numbers
+import operator
 import os
 import sys
 import sysconfig
 import threading
 import time
 import traceback
+import weakref
 
 logger = logging.getLogger('uvcore')
 
@@ -204,15 +208,33 @@ def describe(what, protocol):
 
 # -- the tracer ------------------------------------------------------------------
 
+def _seconds(value, name):
+    """A duration argument: a real number of seconds, finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f'{name} must be a number of seconds, not '
+                        f'{type(value).__name__}')
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f'{name} must be a finite number of seconds > 0, '
+                         f'got {value!r}')
+    return value
+
+
 class SlowCallbackTracer:
     """Installed on a loop by loop.trace_slow_callbacks()."""
 
     def __init__(self, loop, threshold, handler=None, watchdog=False,
                  watchdog_interval=None, keep=100):
-        threshold = float(threshold)
-        if not threshold > 0:
-            raise ValueError(f'threshold must be > 0, got {threshold!r}')
-        self.loop = loop
+        threshold = _seconds(threshold, 'threshold')
+        if handler is not None and not callable(handler):
+            raise TypeError(f'handler must be callable or None, not '
+                            f'{type(handler).__name__}')
+        if watchdog_interval is not None:
+            watchdog_interval = _seconds(watchdog_interval, 'watchdog_interval')
+        keep = operator.index(keep)
+        if keep < 1:
+            raise ValueError(f'keep must be >= 1, got {keep}')
+        self.loop_ref = weakref.ref(loop)   # the watchdog thread must not keep it
         self.threshold = threshold
         self.handler = handler if handler is not None else _log_report
         self.reports = collections.deque(maxlen=keep)
@@ -279,10 +301,10 @@ class _Watchdog:
 
     def _run(self):
         tracer = self.tracer
-        loop = tracer.loop
         reported = None
         while not self._stop.wait(self.interval):
-            if loop.is_closed():
+            loop = tracer.loop_ref()
+            if loop is None or loop.is_closed():
                 return
             seq, started, now, tps, thread_id = loop._watch_state()
             if not started or (seq, started) == reported:
@@ -313,6 +335,7 @@ class _Watchdog:
                     where['callback'] = f.name
             report = SlowCallback(running_for, where, stack=stack,
                                   in_progress=True, thread_id=thread_id)
+            del loop
             try:
                 tracer._emit(report)
             except Exception:
@@ -335,15 +358,17 @@ class DiagnosticsMixin:
         (default: half the threshold, at most 0.25 s); the handler is then
         called from the watchdog thread with in_progress=True.
         threshold=None turns tracing off."""
+        tracer = None
+        if threshold is not None:       # arguments checked before anything changes
+            tracer = SlowCallbackTracer(self, threshold, handler, watchdog,
+                                        watchdog_interval, keep)
         old = self._tracer
         if old is not None:
             old.stop()
         self._tracer = None
         self._set_slow_tracer(None, None)
-        if threshold is None:
+        if tracer is None:
             return None
-        tracer = SlowCallbackTracer(self, threshold, handler, watchdog,
-                                    watchdog_interval, keep)
         self._tracer = tracer
         self._set_slow_tracer(tracer, tracer.threshold)
         tracer.start()
@@ -361,7 +386,11 @@ class DiagnosticsMixin:
         try:
             threshold = float(value)
         except ValueError:
-            logger.warning('%s=%r is not a number of seconds: ignored',
+            threshold = None
+        if threshold == 0:
+            return                      # "0": off, like the other switches
+        if threshold is None or not (threshold > 0 and math.isfinite(threshold)):
+            logger.warning('%s=%r is not a number of seconds > 0: ignored',
                            _ENV_THRESHOLD, value)
             return
         watchdog = os.environ.get(_ENV_WATCHDOG, '').strip() not in ('', '0')

@@ -504,6 +504,7 @@ cdef class BaseLoop:
         self.iteration += 1
         if t.size:
             now = uvc_monotonic()
+            self._check_now = now
             while t.size and t.items[0].when <= now:
                 p = heap_pop(t)
                 th = <TimerHandle>p
@@ -513,8 +514,6 @@ cdef class BaseLoop:
                     t.cancelled -= 1
                 else:
                     ring_push(&self.ready, th)
-                    uvc_add(&self.m.timers_fired, 1)
-                    uvc_lag_record(&self.m, now, now - th.deadline)
         if self.ready.count:
             self._run_ready(self.ready.count)
         if self.ready.count == 0 and self.ready.cap > 4096:
@@ -534,6 +533,7 @@ cdef class BaseLoop:
         cdef Handle h
         cdef PyObject* p
         cdef uint64_t t0 = uvc_ticks()
+        cdef uint64_t batch_t0 = t0
         cdef uint64_t t1
         while n > 0 and self.ready.count:
             n -= 1
@@ -544,6 +544,13 @@ cdef class BaseLoop:
                 continue
             self.m.current_started = t0
             uvc_add(&self.m.callbacks_run, 1)
+            if UVC_METRICS and type(h) is TimerHandle:
+                # How late it runs: late when taken from the heap, plus the
+                # callbacks run before it in this batch. No clock read.
+                uvc_add(&self.m.timers_fired, 1)
+                uvc_lag_record(&self.m, self._check_now,
+                               self._check_now - (<TimerHandle>h).deadline
+                               + _ticks_to_seconds(t0 - batch_t0))
             if self._debug:
                 self._run_debug(h)
             else:
@@ -555,7 +562,7 @@ cdef class BaseLoop:
                     self._report_callback_error(h, exc)
             t1 = uvc_ticks()
             if uvc_callback_done(&self.m, t0, t1):
-                self._slow_callback(h, None, t1 - t0)
+                self._slow_callback(h, None, t0, t1 - t0)
                 t1 = uvc_ticks()
             t0 = t1
             if not h.persistent:
@@ -570,15 +577,15 @@ cdef class BaseLoop:
         self.m.current_started = 0
         return 0
 
-    cdef int _slow_callback(self, object what, object protocol, uint64_t ticks) except -1:
+    cdef int _slow_callback(self, object what, object protocol, uint64_t started,
+                            uint64_t ticks) except -1:
         # A callback ran longer than the tracing threshold: `what` is its
         # Handle, or for a protocol called straight from I/O the method's name.
         uvc_add(&self.m.slow_callbacks, 1)
         tracer = self._slow_tracer
         if tracer is not None:
             try:
-                tracer.callback_done(what, protocol, _ticks_to_seconds(ticks),
-                                     self.m.current_started)
+                tracer.callback_done(what, protocol, _ticks_to_seconds(ticks), started)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -858,6 +865,10 @@ cdef class BaseLoop:
 
     def _watch_state(self):
         return _watch_state(self)
+
+    def _count_bytes_written(self, n):
+        # For writes made outside the transports' own paths (sendfile).
+        uvc_add(&self.m.bytes_written, n)
 
     def set_task_factory(self, factory):
         if factory is not None and not callable(factory):

@@ -2,6 +2,7 @@
 not on a hot path."""
 
 import asyncio
+import os as _os
 import warnings
 
 from ._uvcore import BaseLoop, SockMethods
@@ -9,6 +10,7 @@ from .asyncgens import AsyncgenMixin
 from .diagnostics import DiagnosticsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executors import ExecutorMixin
+from .metrics_server import _serve_from_environment
 from .network import NetworkMixin
 from .processes import ProcessMixin
 
@@ -25,6 +27,8 @@ class Loop(BaseLoop, SockMethods, NetworkMixin, ProcessMixin, ExecutorMixin,
         self._unix_server_sockets = {}
         self._child_pidfds = {}         # pidfd -> pid of a watched child
         self._trace_from_environment()  # UVCORE_SLOW_CALLBACK, UVCORE_WATCHDOG
+        if _os.environ.get('UVCORE_METRICS_SOCKET'):
+            _serve_from_environment()
 
     def close(self):
         super().close()

@@ -10,9 +10,12 @@ exit.
 """
 
 import atexit
+import errno
 import json
+import logging
 import os
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -75,12 +78,17 @@ class MetricsServer:
 
     def start(self):
         directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+        if directory and self.path == default_socket_path():
+            _private_dir(directory)
         try:
-            os.unlink(self.path)        # a stale socket of an earlier process
+            st = os.lstat(self.path)
         except FileNotFoundError:
             pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise FileExistsError(
+                    errno.EEXIST, 'not a socket, left alone', self.path)
+            os.unlink(self.path)        # a stale socket of an earlier process
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(self.path)
@@ -101,9 +109,15 @@ class MetricsServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return                  # closed
-            with conn:
-                conn.settimeout(30)
-                self._answer(conn)
+            # One thread per client: a `top` left open must not lock out the
+            # next one.
+            threading.Thread(target=self._client, args=(conn,), daemon=True,
+                             name='uvcore-metrics-client').start()
+
+    def _client(self, conn):
+        with conn:
+            conn.settimeout(300)
+            self._answer(conn)
 
     def _answer(self, conn):
         buf = b''
@@ -145,22 +159,48 @@ class MetricsServer:
             self._thread.join(2)
 
 
+def _private_dir(directory):
+    # The default directory is shared /tmp: it must be ours and closed to
+    # others, or the socket could be someone else's.
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    st = os.lstat(directory)
+    if (not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid()
+            or st.st_mode & 0o077):
+        raise PermissionError(
+            errno.EPERM, 'not a private directory of this user', directory)
+
+
 def serve_metrics(path=None):
     """Serve this process's loop metrics on a Unix socket (for
     `python -m uvcore top PID`); returns the server (close() to stop).
-    Calling it again returns the running server."""
+    Calling it again returns the running server (ValueError if it runs on
+    another path)."""
     global _server
+    path = os.fspath(path) if path is not None else default_socket_path()
     with _server_lock:
         if (_server is not None and _server._sock is not None
                 and _server.pid == os.getpid()):
+            if _server.path != path:
+                raise ValueError(f'metrics are already served on {_server.path}')
             return _server
-        _server = MetricsServer(path or default_socket_path()).start()
+        _server = MetricsServer(path).start()
         atexit.register(_server.close)
         return _server
 
 
 def _serve_from_environment():
+    # Called when a loop is made. "1": the default path of this pid, so each
+    # process (gunicorn workers, children) serves its own. An explicit path
+    # is this process's only: it is taken out of the environment, or every
+    # child importing uvcore would take the socket over.
     value = os.environ.get(_ENV_SOCKET, '').strip()
     if not value or value == '0':
         return
-    serve_metrics(None if value == '1' else value)
+    if value != '1':
+        del os.environ[_ENV_SOCKET]
+    try:
+        serve_metrics(None if value == '1' else value)
+    except (OSError, ValueError) as exc:
+        # Observability must not stop the program from running.
+        logging.getLogger('uvcore').warning(
+            '%s=%r: cannot serve metrics: %s', _ENV_SOCKET, value, exc)

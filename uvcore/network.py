@@ -76,15 +76,15 @@ class NetworkMixin:
         'connect_read_pipe', 'connect_write_pipe',
     ))
     locals().update(_borrow(_SELECTOR, '_accept_connection2'))
-    create_connection = _adopting(create_connection, 99)
-    connect_accepted_socket = _adopting(connect_accepted_socket, 1)
+    create_connection = _adopting(locals()['create_connection'], 99)
+    connect_accepted_socket = _adopting(locals()['connect_accepted_socket'], 1)
     locals().update(_borrow(
         _UNIX,
         'create_unix_connection', 'create_unix_server', '_sock_sendfile_native',
         '_sock_sendfile_native_impl', '_sock_sendfile_update_filepos',
         '_sock_add_cancellation_callback',
     ))
-    create_unix_connection = _adopting(create_unix_connection, 99)
+    create_unix_connection = _adopting(locals()['create_unix_connection'], 99)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None,
@@ -148,8 +148,10 @@ class NetworkMixin:
         dup = socket.socket(fileno=os.dup(transp._sock_fd))
         try:
             dup.setblocking(False)
-            return await self.sock_sendfile(dup, file, offset, count,
+            sent = await self.sock_sendfile(dup, file, offset, count,
                                             fallback=False)
+            self._count_bytes_written(sent)
+            return sent
         finally:
             dup.close()
             transp._reset_empty_waiter()

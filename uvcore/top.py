@@ -85,7 +85,9 @@ def render(snap, prev=None):
             wait = m['poll_wait_seconds'] - p['poll_wait_seconds']
             if run > 0:
                 util = max(0.0, min(100.0, (1 - wait / run) * 100))
-        lines.append(f"  busy {util:5.1f} %   iterations/s {rate('loop_iterations')}"
+        lines.append(f"  busy {util:5.1f} %   run {m['run_seconds']:.1f} s"
+                     f"   callbacks {m['callbacks_run']}   tasks {m['tasks_created']}")
+        lines.append(f"  iterations/s {rate('loop_iterations')}"
                      f"   callbacks/s {rate('callbacks_run')}"
                      f"   io callbacks/s {rate('io_callbacks_run')}"
                      f"   tasks/s {rate('tasks_created')}")
@@ -98,9 +100,10 @@ def render(snap, prev=None):
         lines.append(f"  longest callback {_ms(m['longest_callback_seconds'])}"
                      f"   slow callbacks {m['slow_callbacks']}"
                      + (f"   RUNNING NOW FOR {_ms(now)}" if now >= 0.1 else ''))
-        lines.append(f"  read {rate('bytes_read', 'B')}/s   written "
-                     f"{rate('bytes_written', 'B')}/s   datagrams in "
-                     f"{rate('datagrams_received')}/s out {rate('datagrams_sent')}/s"
+        lines.append(f"  read {_si(m['bytes_read'], 'B')} ({rate('bytes_read', 'B')}/s)"
+                     f"   written {_si(m['bytes_written'], 'B')} "
+                     f"({rate('bytes_written', 'B')}/s)   datagrams in "
+                     f"{m['datagrams_received']} out {m['datagrams_sent']}"
                      f"   accepted {m['connections_accepted']}")
         kinds = ('tcp', 'unix', 'udp', 'pipe', 'timer', 'process', 'signal', 'poll')
         lines.append('  alive  ' + '  '.join(

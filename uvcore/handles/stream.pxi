@@ -195,11 +195,19 @@ cdef class UVStream(UVHandle):
                     'buffer_updated' if self.buffered and self.tls is None
                     else 'data_received',
                     self.protocol if self.tls is None else self.tls.app_protocol,
-                    t1 - t0)
+                    t0, t1 - t0)
             return 0
         self._release_view()
         if nread == uv.UV_EOF:
+            uvc_add(&loop.m.io_callbacks_run, 1)
+            protocol = self.protocol
+            t0 = uvc_ticks()
+            loop.m.current_started = t0
             self._on_eof()
+            t1 = uvc_ticks()
+            loop.m.current_started = 0
+            if uvc_callback_done(&loop.m, t0, t1):
+                loop._slow_callback('eof_received', protocol, t0, t1 - t0)
         elif nread == uv.UV_ENOBUFS and self.read_error is not None:
             exc = self.read_error
             self.read_error = None

@@ -126,7 +126,7 @@ cdef class UDPTransport(UVHandle):
         loop.m.current_started = 0
         if uvc_callback_done(&loop.m, t0, t1):
             loop._slow_callback('datagram_received' if nread >= 0 else 'error_received',
-                                self.protocol, t1 - t0)
+                                self.protocol, t0, t1 - t0)
         return 0
 
     cdef int _deliver(self, BaseLoop loop, ssize_t nread, const uv.uv_buf_t* buf,
@@ -228,7 +228,9 @@ cdef class UDPTransport(UVHandle):
             self._send_queued(data, &resolved.sa)
             return
         try:
-            self.sock.sendto(data, addr)
+            n = self.sock.sendto(data, addr)
+            uvc_add(&self.loop.m.datagrams_sent, 1)
+            uvc_add(&self.loop.m.bytes_written, n)
         except (BlockingIOError, InterruptedError):
             try:
                 info = socket.getaddrinfo(addr[0], addr[1], self.family,
