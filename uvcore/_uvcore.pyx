@@ -21,7 +21,7 @@ from .includes.capi cimport (
     PyContext_CopyCurrent, PyContext_Enter, PyContext_Exit,
     PyObject_Vectorcall, PY_VECTORCALL_ARGUMENTS_OFFSET, PySequence_Fast_ITEMS,
     Py_INCREF, Py_DECREF, PyErr_CheckSignals,
-    uvc_loop_t, uvc_gil_ensure, uvc_gil_release, uvc_monotonic,
+    uvc_loop_t, uvc_gil_ensure, uvc_gil_release, uvc_monotonic, uvc_reserve_watchers,
     UVC_METRICS, UVC_LAG_BUCKETS, UVC_LAG_WINDOWS, UVC_LAG_WINDOW_SECONDS,
     uint64_t, uvc_metrics_t, uvc_lag_window_t, uvc_ticks, uvc_clock_init,
     uvc_ticks_per_second, uvc_add, uvc_callback_done, uvc_lag_record,

@@ -56,12 +56,45 @@ cdef class _WorkRequest:
         self.exc = None
 
 
+cdef object _pool_pid = None       # the process whose pool is known to start
+
+
+cdef int _check_pool_can_start() except -1:
+    # libuv starts its thread pool (UV_THREADPOOL_SIZE threads, 4 by default)
+    # on first use and abort()s the process if a thread cannot be created
+    # (out of memory, RLIMIT_NPROC). Starting as many Python threads first
+    # turns that into asyncio's RuntimeError("can't start new thread").
+    global _pool_pid
+    if _pool_pid == os.getpid():
+        return 0
+    try:
+        n = int(os.environ.get('UV_THREADPOOL_SIZE', '4'))
+    except ValueError:
+        n = 4
+    n = min(max(n, 1), 1024)
+    gate = threading.Event()
+    started = []
+    try:
+        for _ in range(n):
+            t = threading.Thread(target=gate.wait, name='uvcore-pool-check')
+            t.start()
+            started.append(t)
+    finally:
+        gate.set()
+        for t in started:
+            t.join()
+    _pool_pid = os.getpid()
+    return 0
+
+
 cdef object _submit(BaseLoop loop, object func, tuple args):
     # Run func(*args) in libuv's thread pool; return a Future of its result.
     cdef _WorkRequest w = _WorkRequest.__new__(_WorkRequest)
     cdef uv.uv_work_t* req
     cdef int err
     loop._require_open()
+    if _pool_pid is None or _pool_pid != os.getpid():
+        _check_pool_can_start()
     w.loop = loop
     w.func = func
     w.args = args

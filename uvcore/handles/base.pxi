@@ -85,3 +85,10 @@ cdef tuple _flow_limits(object high, object low, Py_ssize_t kb):
     if not high >= low >= 0:
         raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
     return _limit_to_size(high), _limit_to_size(low)
+
+
+cdef int _reserve_watchers(BaseLoop loop, int fd) except -1:
+    # Before a libuv handle starts on fd (see uvc_reserve_watchers).
+    if uvc_reserve_watchers(loop.uvloop, fd) < 0:
+        raise MemoryError(f"no memory to watch file descriptor {fd}")
+    return 0

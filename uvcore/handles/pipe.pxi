@@ -67,6 +67,11 @@ cdef class PipeTransport(UVStream):
         self.watch_hangup = writing and (S_ISFIFO(mode) or S_ISSOCK(mode))
         os.set_blocking(fd, False)
         dup_fd = os.dup(fd)
+        try:
+            _reserve_watchers(loop, dup_fd)
+        except MemoryError:
+            os.close(dup_fd)
+            raise
         self._alloc(loop, sizeof(uv.uv_pipe_t))
         err = uv.uv_pipe_init(loop.uvloop, <uv.uv_pipe_t*>self.handle, 0)
         if err < 0:

@@ -25,6 +25,7 @@ cdef class FdWatcher(UVHandle):
     cdef FdWatcher new(BaseLoop loop, int fd):
         cdef FdWatcher w = FdWatcher.__new__(FdWatcher)
         cdef int err
+        _reserve_watchers(loop, fd)
         w._alloc(loop, sizeof(uv.uv_poll_t))
         err = uv.uv_poll_init(loop.uvloop, <uv.uv_poll_t*>w.handle, fd)
         if err < 0:

@@ -46,6 +46,7 @@ cdef object _make_stream_transport(BaseLoop loop, object sock, object protocol,
 cdef UVStream _open_stream_handle(BaseLoop loop, object sock, int fd):
     cdef UVStream t
     cdef int err
+    _reserve_watchers(loop, fd)
     if sock.family == socket.AF_UNIX:
         t = UnixTransport.__new__(UnixTransport)
         t._alloc(loop, sizeof(uv.uv_pipe_t))

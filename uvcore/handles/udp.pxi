@@ -476,6 +476,7 @@ cdef object _make_datagram_transport(BaseLoop loop, object sock, object protocol
     t.family = sock.family
     t.batched = t.family in (socket.AF_INET, socket.AF_INET6)
     flags = uv.UV_UDP_RECVMMSG if t.batched else 0
+    _reserve_watchers(loop, fd)
     t._alloc(loop, sizeof(uv.uv_udp_t))
     err = uv.uv_udp_init_ex(loop.uvloop, <uv.uv_udp_t*>t.handle, flags)
     if err < 0:

@@ -1,5 +1,6 @@
 # The CPython C API that uvcore's hot paths call directly.
 from cpython.object cimport PyObject
+from . cimport uv
 
 cdef extern from "Python.h":
     # contextvars: run a callback inside its Context without going through ctx.run()
@@ -26,6 +27,7 @@ cdef extern from "uvcore_loop.h" nogil:
     void uvc_gil_ensure(void* uvloop)
     void uvc_gil_release(void* uvloop)
     double uvc_monotonic()
+    int uvc_reserve_watchers(uv.uv_loop_t* loop, int fd)
 
 cdef extern from "uvcore_metrics.h" nogil:
     # Loop metrics (see the header): counters, the callback clock, timer lag.

@@ -3,6 +3,7 @@
 #define UVCORE_LOOP_H
 
 #include <Python.h>
+#include <stdlib.h>
 #include <time.h>
 #include "uv.h"
 
@@ -36,6 +37,24 @@ static inline double uvc_monotonic(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* libuv keeps an fd-indexed array of watchers and grows it with realloc
+   when a handle starts on a higher fd; if that fails it calls abort(). Check
+   first that an array of the size it will ask for can be had: 0 if so, -1 if
+   not (the caller raises MemoryError, as asyncio would). */
+static inline int uvc_reserve_watchers(uv_loop_t *loop, int fd) {
+    size_t len = (size_t)fd + 1, n = 1;
+    void *p;
+    if (fd < 0 || len <= loop->nwatchers)
+        return 0;
+    while (n < len + 2)
+        n <<= 1;
+    p = malloc(n * sizeof(loop->watchers[0]));
+    if (p == NULL)
+        return -1;
+    free(p);
+    return 0;
 }
 
 #endif
