@@ -153,6 +153,10 @@ def plot(res, path):
         elif s == "stacks":
             title = ("stacks: %d round(s), %.1f s samples;\nuvicorn requests/s (wrk), asyncpg "
                      "queries/s" % (sm["rounds"], sm.get("net_time_s", 0)))
+        elif s == "overhead":
+            import overhead
+            overhead.plot_panel(ax, res)
+            continue
         else:
             n = res["net"]
             title = ("net: %d round(s), %d connections, %.1f s per sample, %s; echo round trips/s, "

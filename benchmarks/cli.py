@@ -4,7 +4,7 @@ the dispatch to the child (``--child``) or the parent."""
 import argparse
 import sys
 
-from constants import ALL_LOOPS, HERE, RESULTS_DIR, SUITES, TARGETS, io_module
+from constants import ALL_LOOPS, DEFAULT_SUITES, HERE, RESULTS_DIR, SUITES, TARGETS, io_module
 
 
 def main(argv=None):
@@ -13,7 +13,9 @@ def main(argv=None):
                     "subprocesses, pipes), network benchmarks and real stacks (uvicorn, "
                     "asyncpg) (interleaved, rotated, pinned).")
     p.add_argument("--suite", choices=tuple(SUITES) + ("all",), default="all",
-                   help="which suite(s) to run: %s or all (default: all)" % ", ".join(SUITES))
+                   help="which suite(s) to run: %s or all (default: all = %s; overhead only "
+                        "when named, or with --workloads naming its workloads)"
+                        % (", ".join(SUITES), ", ".join(DEFAULT_SUITES)))
     p.add_argument("--loops", default=",".join(ALL_LOOPS),
                    help="comma-separated, from %s (default: all)" % ",".join(ALL_LOOPS))
     p.add_argument("--workloads", default=None,
@@ -61,6 +63,19 @@ def main(argv=None):
     g.add_argument("--client-cpu", type=int, default=None,
                    help="CPU for the load generator (default: the first allowed CPU other "
                         "than --cpu)")
+    g = p.add_argument_group("overhead suite (opt-in: --suite overhead; see benchmarks/overhead.py)")
+    g.add_argument("--ov-generations", type=int, default=None,
+                   help="generations of fresh processes, one per variant (default 4; 1 with "
+                        "--quick)")
+    g.add_argument("--ov-blocks", type=int, default=None,
+                   help="blocks per generation; in each block every variant takes one sample "
+                        "(default 6; 2 with --quick)")
+    g.add_argument("--ov-sample-time", type=float, default=None,
+                   help="call_soon: seconds per sample (default 0.25; 0.1 with --quick)")
+    g.add_argument("--ov-echo-time", type=float, default=None,
+                   help="echo: seconds measured per sample (default 1; 0.5 with --quick)")
+    g.add_argument("--ov-echo-warmup", type=float, default=None,
+                   help="echo: seconds of load before each measured window (default 0.2)")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--cpu", type=int, default=None,
                    help="CPU to pin the micro/io child and the net server to (default 0)")
@@ -135,6 +150,13 @@ def main(argv=None):
             t = stacks.TARGETS.get(w)
             print("  %-22s %-14s %s%s" % (w, d["unit"], d["description"],
                                            "  (target >= %sx uvloop)" % _tfmt(t) if t else ""))
+        import overhead
+        print("overhead suite (opt-in; variants a: metrics in, b: UVCORE_METRICS=0, c: a + "
+              "tracing, d: c + watchdog):")
+        for w in overhead.ORDER:
+            d = overhead.WORKLOADS[w]
+            print("  %-22s %-14s %s  (target %s >= %s)" % (w, d["unit"], d["description"],
+                                                          "a/b", overhead.TARGET))
         return 0
     from parent import parent_main
     return parent_main(args)

@@ -52,7 +52,10 @@ MAX_RETRIES = 1
 # uvcore / asyncio must be above this (in addition to TARGETS); filled from net.py
 TARGETS_VS_ASYNCIO = {}
 
-SUITES = ["micro", "io", "net", "stacks"]     # the order of --suite all
+SUITES = ["micro", "io", "net", "stacks", "overhead"]     # the order of the report
+# --suite all: every suite but the opt-in ones (overhead: ~3 min, see overhead.py)
+OPT_IN_SUITES = ["overhead"]
+DEFAULT_SUITES = [s for s in SUITES if s not in OPT_IN_SUITES]
 
 
 def io_module():

@@ -8,8 +8,8 @@ import sys
 import time
 
 from chart import plot
-from constants import (ALL_LOOPS, DISTURBED, LABELS, SUITES, TARGETS, TARGETS_VS_ASYNCIO,
-                       io_module)
+from constants import (ALL_LOOPS, DEFAULT_SUITES, DISTURBED, LABELS, SUITES, TARGETS,
+                       TARGETS_VS_ASYNCIO, io_module)
 from micro_runner import _child_env, probe_loop, run_micro
 from report import render_report
 from results import _loadavg, _show_path, build_results, write_json
@@ -21,11 +21,12 @@ def _split_workloads(arg, suites):
     import micro
     import net
     import stacks
+    import overhead
     bio = io_module()
     known = {"micro": micro.ORDER + micro.EXTRA, "io": bio.ORDER + bio.EXTRA, "net": net.ORDER,
-             "stacks": stacks.ORDER}
+             "stacks": stacks.ORDER, "overhead": overhead.ORDER}
     default = {"micro": list(micro.ORDER), "io": list(bio.ORDER), "net": list(net.ORDER),
-               "stacks": list(stacks.ORDER)}
+               "stacks": list(stacks.ORDER), "overhead": list(overhead.ORDER)}
     if not arg:
         return {s: default[s] for s in suites}
     names = [w.strip() for w in arg.split(",") if w.strip()]
@@ -47,12 +48,18 @@ def parent_main(args):
     import stacks
     TARGETS.update(stacks.TARGETS)
     LABELS.update(stacks.LABELS)
+    import overhead
+    LABELS.update(overhead.LABELS)
 
     loops = [l.strip() for l in args.loops.split(",") if l.strip()]
     for l in loops:
         if l not in ALL_LOOPS:
             sys.exit("unknown loop %r (known: %s)" % (l, ", ".join(ALL_LOOPS)))
-    suites = list(SUITES) if args.suite == "all" else [args.suite]
+    if args.suite == "all":
+        # the opt-in suites (overhead) only when --workloads names one of theirs
+        suites = list(SUITES) if args.workloads else list(DEFAULT_SUITES)
+    else:
+        suites = [args.suite]
     wsel = _split_workloads(args.workloads, suites)
     suites = [s for s in suites if wsel[s]]
     if not suites:
@@ -89,7 +96,7 @@ def parent_main(args):
                 pinning += ", runner on CPU %s" % ",".join(map(str, rest))
             except OSError:
                 pass
-        if "net" in suites or "stacks" in suites:
+        if "net" in suites or "stacks" in suites or "overhead" in suites:
             pinning += ", load generator on CPU %d" % client_cpu
 
     t_start = time.time()
@@ -107,6 +114,11 @@ def parent_main(args):
     if "stacks" in suites:
         desc.append("stacks: %s, %d round(s) of %.1f s"
                     % (",".join(wsel["stacks"]), args.net_rounds, args.net_time))
+    if "overhead" in suites:
+        o = overhead.options(args)
+        desc.append("overhead: %s, %d generation(s) x %d/%d block(s) of 4 uvcore variants"
+                    % (",".join(wsel["overhead"]), o["generations"], o["blocks_call_soon"],
+                       o["blocks_echo"]))
     print("uvcore benchmarks: loops %s; %s; pinning: %s"
           % (",".join(loops), "; ".join(desc), pinning), file=sys.stderr)
 
@@ -225,6 +237,24 @@ def parent_main(args):
                        "process"),
         })
         suite_meta["stacks"] = meta
+    if "overhead" in suites:
+        s, e, meta = overhead.run(args, _child_env(), server_pin, client_pin, net_cpus,
+                                  wsel["overhead"], lambda m: print(m, file=sys.stderr))
+        samples += s
+        errors += e
+        meta.update({
+            "rounds": meta["settings"]["generations"] * meta["settings"]["blocks_call_soon"],
+            "extra_rounds": 0,
+            "pinning": ("call_soon child / echo server on CPU %d, load generator on CPU %d"
+                        % (cpu, client_cpu) if server_pin else net_pinning),
+            "method": ("4 uvcore builds/settings side by side (a: metrics in, b: "
+                       "UVCORE_METRICS=0, c: a + trace_slow_callbacks(0.1), d: c + watchdog), "
+                       "all built from one source snapshot into build/overhead/; per "
+                       "generation one fresh pinned process per variant, then blocks in which "
+                       "every variant takes one sample in rotated order; ratios of medians and "
+                       "same-block (paired) ratios; target a/b >= 0.98"),
+        })
+        suite_meta["overhead"] = meta
 
     res = build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, errors,
                         allowed, pinning, load_start, t_start)

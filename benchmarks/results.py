@@ -55,6 +55,14 @@ def build_results(args, suites, wsel, loops, loop_info, suite_meta, samples, err
         d = stacks.WORKLOADS[w]
         wdesc[w] = {"suite": "stacks", "unit": d["unit"], "description": d["description"],
                     "target_vs_uvloop": TARGETS.get(w)}
+    if wsel.get("overhead"):
+        import overhead
+        for w in wsel["overhead"]:
+            d = overhead.WORKLOADS[w]
+            wdesc[w] = {"suite": "overhead", "unit": d["unit"], "description": d["description"],
+                        "message_size": d["size"], "verdict_metric": d["metric"],
+                        "target_vs_uvloop": None,
+                        "target": "%s >= %s" % (overhead.TARGET_KEY, overhead.TARGET)}
     for w in wsel.get("net", []):
         d = net.WORKLOADS[w]
         wdesc[w] = {"suite": "net", "unit": d["unit"], "description": d["description"],

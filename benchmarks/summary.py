@@ -151,4 +151,7 @@ def summarize_suites(res, samples, errors, loops, suites, wsel, args):
     if "stacks" in suites:
         summary.update(summarize(samples, errors, loops, wsel["stacks"], args.net_rounds,
                                  "stacks"))
+    if "overhead" in suites:
+        import overhead
+        summary.update(overhead.summarize(samples, errors, wsel["overhead"]))
     res["summary"] = summary

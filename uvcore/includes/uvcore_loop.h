@@ -3,6 +3,7 @@
 #define UVCORE_LOOP_H
 
 #include <Python.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <time.h>
 #include "uv.h"
@@ -48,6 +49,8 @@ static inline int uvc_reserve_watchers(uv_loop_t *loop, int fd) {
     void *p;
     if (fd < 0 || len <= loop->nwatchers)
         return 0;
+    if (fcntl(fd, F_GETFD) == -1)
+        return 0;       /* not open: libuv refuses it with EBADF, no growth */
     while (n < len + 2)
         n <<= 1;
     p = malloc(n * sizeof(loop->watchers[0]));
