@@ -63,7 +63,7 @@ def main(argv=None):
     g.add_argument("--client-cpu", type=int, default=None,
                    help="CPU for the load generator (default: the first allowed CPU other "
                         "than --cpu)")
-    g = p.add_argument_group("overhead suite (opt-in: --suite overhead; see benchmarks/overhead.py)")
+    g = p.add_argument_group("overhead suite (see benchmarks/overhead.py)")
     g.add_argument("--ov-generations", type=int, default=None,
                    help="generations of fresh processes, one per variant (default 4; 1 with "
                         "--quick)")
@@ -151,7 +151,7 @@ def main(argv=None):
             print("  %-22s %-14s %s%s" % (w, d["unit"], d["description"],
                                            "  (target >= %sx uvloop)" % _tfmt(t) if t else ""))
         import overhead
-        print("overhead suite (opt-in; variants a: metrics in, b: UVCORE_METRICS=0, c: a + "
+        print("overhead suite (variants a: metrics in, b: UVCORE_METRICS=0, c: a + "
               "tracing, d: c + watchdog):")
         for w in overhead.ORDER:
             d = overhead.WORKLOADS[w]
