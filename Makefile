@@ -5,6 +5,16 @@
 #   make stress         the above + test requirements, then the long soak and load
 #                       tests (pytest -m stress; short versions run in make test)
 #   make bench          the above + bench requirements, then benchmarks/run.py ($(BENCH_ARGS))
+#   make asan           build uvcore + libuv with AddressSanitizer and UBSan into
+#                       build/asan/ (the in-place build is untouched) and run the
+#                       whole suite on it (pytest tests, $(ASAN_PYTEST_ARGS)); any
+#                       sanitizer report fails (tests/tools/asan.py)
+#   make refleak        run each test module $(REFLEAK_RUNS) times in one process
+#                       and fail on growth of live uvcore/asyncio objects, traced
+#                       memory or open fds ($(REFLEAK_MODULES), $(REFLEAK_ARGS);
+#                       tests/tools/refleak.py)
+#   make valgrind       memcheck over the libuv-heavy modules ($(VALGRIND_MODULES),
+#                       $(VALGRIND_ARGS); tests/tools/valgrind.py)
 #   make wheel / sdist  distributions into dist/
 #   make fetch          fetch and verify vendor/libuv only
 #   make clean          build artefacts (keeps .venv and vendor/libuv)
@@ -31,6 +41,7 @@ LIBUV_STAMP := vendor/libuv/.uvcore-source.json
 
 .DEFAULT_GOAL := build
 .PHONY: all build test stress bench wheel sdist fetch clean distclean debian-packages bench-debian-packages
+.PHONY: asan refleak valgrind valgrind-debian-packages
 
 # Prints one requirement per line: build-system requires ("build") or an
 # optional-dependencies extra ("test", "bench").
@@ -115,6 +126,42 @@ bench: bench-debian-packages $(STAMPS)/build-reqs $(STAMPS)/bench-reqs build
 
 stress: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
 	$(VPY) -m pytest -m stress -s -p no:cacheprovider $(PYTEST_ARGS)
+
+# --- memory safety checks ------------------------------------------------------
+
+# make asan: the ASAN + UBSan build goes to build/asan/lib (its libuv objects
+# and the build-mode stamp to build/asan/tmp), never into uvcore/.
+ASAN_DIR := build/asan
+ASAN_PYTEST_ARGS ?=
+
+asan: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs $(LIBUV_STAMP)
+	UVCORE_ASAN=1 UVCORE_USE_SYSTEM_LIBUV= $(VPY) setup.py build_ext \
+	  --build-lib $(ASAN_DIR)/lib --build-temp $(ASAN_DIR)/tmp
+	$(VPY) tests/tools/asan.py --lib $(ASAN_DIR)/lib --work $(ASAN_DIR) -- $(ASAN_PYTEST_ARGS)
+
+# make refleak: modules by name (e.g. REFLEAK_MODULES="test_tcp test_udp");
+# empty = every tests/test_*.py but test_stress.  REFLEAK_ARGS go to the
+# runner (e.g. --jobs 2, --all-impls; "-- -k name" for pytest).
+REFLEAK_RUNS ?= 5
+REFLEAK_MODULES ?=
+REFLEAK_ARGS ?=
+
+refleak: debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
+	$(VPY) tests/tools/refleak.py --runs $(REFLEAK_RUNS) --warmup 2 \
+	  --modules "$(REFLEAK_MODULES)" $(REFLEAK_ARGS)
+
+# make valgrind: valgrind itself comes from Debian (for this target only).
+VALGRIND_DEBIAN_PACKAGES := valgrind
+VALGRIND_MODULES ?= test_call_soon test_timers test_tcp test_udp test_pipes test_unix \
+  test_stream_transport test_readers_writers test_sock_methods test_server test_dns \
+  test_sendfile test_subprocess test_signals test_threadsafe test_faults test_tls
+VALGRIND_ARGS ?=
+
+valgrind-debian-packages:
+	@$(MAKE) --no-print-directory debian-packages DEBIAN_PACKAGES="$(DEBIAN_PACKAGES) $(VALGRIND_DEBIAN_PACKAGES)"
+
+valgrind: valgrind-debian-packages $(STAMPS)/build-reqs $(STAMPS)/test-reqs build
+	$(VPY) tests/tools/valgrind.py --modules "$(VALGRIND_MODULES)" $(VALGRIND_ARGS)
 
 wheel: debian-packages $(STAMPS)/build-tool $(LIBUV_STAMP)
 	$(VPY) -m build --wheel --outdir dist $(BUILD_ARGS)
