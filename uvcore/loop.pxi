@@ -50,6 +50,19 @@ cdef void _guarded_check(BaseLoop loop) noexcept:
         uv.uv_stop(loop.uvloop)
 
 
+cdef void _release_datagram(uv.uv_handle_t* handle, void* arg) noexcept with gil:
+    # loop.close(): an open datagram transport lets go of the reference its
+    # open handle held (closing the handle alone would keep it forever).
+    if uv.uv_is_closing(handle) or handle.data == NULL:
+        return
+    obj = <object>handle.data
+    if isinstance(obj, UDPTransport):
+        try:
+            (<UDPTransport>obj)._release()
+        except BaseException:
+            (<UVHandle>obj)._close()
+
+
 cdef void _warn_unclosed(uv.uv_handle_t* handle, void* arg) noexcept with gil:
     # loop.close() with transports still open: asyncio warns when each is
     # collected; uvcore releases them now, so it warns now.
@@ -780,6 +793,7 @@ cdef class BaseLoop:
         if self._transports:
             for proxy in list(self._transports.values()):
                 (<UVStream>proxy._impl)._release()
+        uv.uv_walk(loop, _release_datagram, NULL)
         _close_watchers(self, dealloc)
         _wait_for_work(self)
         uv.uv_close(<uv.uv_handle_t*>&self.h.idle, NULL)
